@@ -1,0 +1,1 @@
+//! demux (placeholder: being written).

@@ -1,0 +1,1 @@
+//! eager (placeholder: being written).

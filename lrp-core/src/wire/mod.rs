@@ -1,0 +1,2 @@
+//! Wire formats (placeholder: being written).
+pub mod classify;

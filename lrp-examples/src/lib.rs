@@ -1,0 +1,1 @@
+//! lrp examples (placeholder).

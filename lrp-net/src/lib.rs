@@ -1,0 +1,3 @@
+//! lrp-net (being written).
+pub mod testnet;
+pub mod xdp;

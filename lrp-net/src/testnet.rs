@@ -1,0 +1,1 @@
+//! Network namespace test harness (being written).

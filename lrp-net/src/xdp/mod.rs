@@ -1,0 +1,1 @@
+//! AF_XDP layer (being written).
