@@ -1,1 +1,614 @@
-//! demux (placeholder: being written).
+//! Early demultiplexing: from a classified frame to the endpoint's channel, in O(1).
+//!
+//! LRP decides who a frame belongs to the moment it arrives, before any protocol work,
+//! so that the frame can be queued on — or discarded from — that endpoint's own
+//! [`NiChannel`](crate::channel::NiChannel). [`flow::classify`] does the one-pass parse;
+//! [`Demux`] maps the resulting [`Classification`] to a [`Verdict`].
+//!
+//! # Tables and precedence
+//!
+//! A lookup consults, in this order, and the first hit wins:
+//!
+//! 1. **exact** — a 5-tuple entry keyed by the frame's [`FlowKey`] as seen on the wire
+//!    (`src` = remote peer, `dst` = local address). Established TCP connections and
+//!    connected UDP sockets live here.
+//! 2. **new connection** — a TCP segment with SYN set and ACK clear
+//!    ([`TcpFlags::is_syn_only`]) whose matching listener (the one step 3 would pick) has
+//!    a [`Listener::syn_channel`]. A SYN flood then fills only that channel and is
+//!    discarded early, while the listener's other traffic keeps its own channel.
+//! 3. **listener** — `(proto, local address, local port)`; an entry for the frame's exact
+//!    destination address beats a wildcard entry ([`ListenerKey::any`]).
+//! 4. **host** — ARP whose target address is a registered local address, and ICMP / ICMPv6
+//!    addressed to one, go to that address's host channel (the stack's control channel).
+//! 5. **default** — [`DefaultAction`]: hand the frame to the kernel, or drop it.
+//!
+//! A [`Classification::Malformed`] frame is always dropped, whatever the tables say.
+//! Non-first fragments, other IP protocols and other ethertypes carry no ports or host
+//! address this demux understands and take the default action.
+//!
+//! # Hashing
+//!
+//! The exact table is keyed by the remote address and port, which **an attacker chooses**.
+//! With a fixed, known hash function an attacker can send flows that all land in one
+//! bucket chain and turn every lookup into a scan (hash flooding). That table therefore
+//! uses [`ahash::RandomState`], a keyed hasher seeded from the OS random source once per
+//! [`Demux`]. The listener and host tables are keyed by values the administrator chooses
+//! (local addresses and ports) and a lookup only ever probes for the frame's destination,
+//! so they use the faster, unkeyed FxHash ([`rustc_hash`]).
+//!
+//! Lookups never allocate. Mutations take `&mut self`; a caller that updates the tables
+//! while other threads look up wraps the `Demux` in its own synchronization (or clones,
+//! edits and swaps it).
+//!
+//! [`flow::classify`]: crate::flow::classify
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
+
+use rustc_hash::FxHashMap;
+
+use crate::flow::{self, Classification, FlowKey, Proto, TcpFlags};
+
+/// Identifies an endpoint's channel (an NI channel, or an AF_XDP socket in NI-LRP).
+///
+/// The demux only stores and returns ids; what an id refers to is the caller's
+/// registry (for example [`Endpoints`](crate::channel::Endpoints)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChannelId(pub u32);
+
+/// The outcome of a demux lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Queue the frame on this channel.
+    Channel(ChannelId),
+    /// Not ours: hand the frame to the host kernel (`XDP_PASS` in NI-LRP).
+    Pass,
+    /// Drop the frame.
+    Drop,
+}
+
+/// What to do with a frame that matches no table entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DefaultAction {
+    /// Hand it to the host kernel, so the box stays reachable for everything lrp does not
+    /// own (SSH, management, other services).
+    Pass,
+    /// Drop it.
+    Drop,
+}
+
+impl DefaultAction {
+    /// The verdict this action produces.
+    pub const fn verdict(self) -> Verdict {
+        match self {
+            DefaultAction::Pass => Verdict::Pass,
+            DefaultAction::Drop => Verdict::Drop,
+        }
+    }
+}
+
+/// Which rule produced a verdict (see the precedence list in the [module docs](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MatchKind {
+    /// The frame was malformed: always dropped.
+    Malformed,
+    /// An exact 5-tuple entry.
+    Exact,
+    /// The new-connection (SYN) channel of the matching listener.
+    Syn,
+    /// A listener entry bound to the frame's destination address.
+    Listener,
+    /// A wildcard-address listener entry.
+    WildcardListener,
+    /// A host rule (ARP or ICMP to a registered local address).
+    Host,
+    /// No entry matched: the default action.
+    Default,
+}
+
+/// Key of a listener entry: protocol, local address (or any), local port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ListenerKey {
+    /// Transport protocol.
+    pub proto: Proto,
+    /// Local address, or `None` for every local address (both IPv4 and IPv6).
+    pub addr: Option<IpAddr>,
+    /// Local port.
+    pub port: u16,
+}
+
+impl ListenerKey {
+    /// A listener on one local address.
+    pub const fn new(proto: Proto, addr: IpAddr, port: u16) -> ListenerKey {
+        ListenerKey {
+            proto,
+            addr: Some(addr),
+            port,
+        }
+    }
+
+    /// A listener on every local address (the wildcard).
+    pub const fn any(proto: Proto, port: u16) -> ListenerKey {
+        ListenerKey {
+            proto,
+            addr: None,
+            port,
+        }
+    }
+}
+
+/// The channels of a listener entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Listener {
+    /// Channel for all traffic matching the listener that no other rule claims.
+    pub channel: ChannelId,
+    /// Channel for new TCP connection requests (SYN without ACK), if they are to be
+    /// separated from the rest. Ignored for UDP.
+    pub syn_channel: Option<ChannelId>,
+}
+
+impl Listener {
+    /// A listener whose traffic all goes to `channel`.
+    pub const fn new(channel: ChannelId) -> Listener {
+        Listener {
+            channel,
+            syn_channel: None,
+        }
+    }
+
+    /// Send connection requests (SYN without ACK) to `syn_channel` instead.
+    pub const fn with_syn_channel(self, syn_channel: ChannelId) -> Listener {
+        Listener {
+            channel: self.channel,
+            syn_channel: Some(syn_channel),
+        }
+    }
+}
+
+/// The demultiplexing tables. See the [module docs](self) for the precedence and hashing.
+#[derive(Debug, Clone)]
+pub struct Demux {
+    /// Exact 5-tuples, keyed by attacker-influenced values: keyed hasher.
+    flows: HashMap<FlowKey, ChannelId, ahash::RandomState>,
+    /// Listeners, keyed by administrator-chosen values: FxHash.
+    listeners: FxHashMap<ListenerKey, Listener>,
+    /// Local addresses and their host (control) channel: FxHash.
+    hosts: FxHashMap<IpAddr, ChannelId>,
+    default: DefaultAction,
+}
+
+impl Default for Demux {
+    /// Empty tables; unmatched frames are passed to the kernel.
+    fn default() -> Self {
+        Demux::new(DefaultAction::Pass)
+    }
+}
+
+impl Demux {
+    /// Empty tables with the given default action.
+    pub fn new(default: DefaultAction) -> Demux {
+        Demux::with_capacity(default, 0)
+    }
+
+    /// Empty tables with room for `flows` exact entries before the exact table grows.
+    pub fn with_capacity(default: DefaultAction, flows: usize) -> Demux {
+        Demux {
+            flows: HashMap::with_capacity_and_hasher(flows, ahash::RandomState::new()),
+            listeners: FxHashMap::default(),
+            hosts: FxHashMap::default(),
+            default,
+        }
+    }
+
+    /// The action for frames no entry matches.
+    pub fn default_action(&self) -> DefaultAction {
+        self.default
+    }
+
+    /// Change the action for frames no entry matches.
+    pub fn set_default_action(&mut self, default: DefaultAction) {
+        self.default = default;
+    }
+
+    // ---- exact table -------------------------------------------------------------------
+
+    /// Add or replace the exact entry for `key` (the key of frames *arriving* on the flow:
+    /// `src` is the remote peer). Returns the previous channel, if any.
+    pub fn insert_flow(&mut self, key: FlowKey, channel: ChannelId) -> Option<ChannelId> {
+        self.flows.insert(key, channel)
+    }
+
+    /// Remove the exact entry for `key`. Returns its channel, if it existed.
+    pub fn remove_flow(&mut self, key: &FlowKey) -> Option<ChannelId> {
+        self.flows.remove(key)
+    }
+
+    /// The channel of the exact entry for `key`.
+    pub fn flow(&self, key: &FlowKey) -> Option<ChannelId> {
+        self.flows.get(key).copied()
+    }
+
+    /// Keep only the exact entries for which `keep` returns true (for example, remove every
+    /// flow of a closed channel).
+    pub fn retain_flows(&mut self, mut keep: impl FnMut(&FlowKey, ChannelId) -> bool) {
+        self.flows.retain(|k, c| keep(k, *c));
+    }
+
+    /// Number of exact entries.
+    pub fn flows_len(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// All exact entries, in no particular order.
+    pub fn flows(&self) -> impl ExactSizeIterator<Item = (&FlowKey, ChannelId)> + '_ {
+        self.flows.iter().map(|(k, c)| (k, *c))
+    }
+
+    // ---- listener table ----------------------------------------------------------------
+
+    /// Add or replace a listener entry. Returns the previous entry for `key`, if any.
+    pub fn insert_listener(&mut self, key: ListenerKey, listener: Listener) -> Option<Listener> {
+        self.listeners.insert(key, listener)
+    }
+
+    /// Remove a listener entry. Returns it, if it existed.
+    pub fn remove_listener(&mut self, key: &ListenerKey) -> Option<Listener> {
+        self.listeners.remove(key)
+    }
+
+    /// The listener entry stored under exactly `key` (no wildcard fallback).
+    pub fn listener(&self, key: &ListenerKey) -> Option<Listener> {
+        self.listeners.get(key).copied()
+    }
+
+    /// Number of listener entries.
+    pub fn listeners_len(&self) -> usize {
+        self.listeners.len()
+    }
+
+    /// All listener entries, in no particular order.
+    pub fn listeners(&self) -> impl ExactSizeIterator<Item = (&ListenerKey, Listener)> + '_ {
+        self.listeners.iter().map(|(k, l)| (k, *l))
+    }
+
+    // ---- host table --------------------------------------------------------------------
+
+    /// Register a local address whose ARP and ICMP traffic goes to `channel`. Returns the
+    /// previous channel for `addr`, if any.
+    ///
+    /// IPv6 neighbor solicitations are sent to the address's solicited-node multicast
+    /// group; register [`solicited_node`]`(addr)` too for the stack to receive them.
+    pub fn insert_host(&mut self, addr: IpAddr, channel: ChannelId) -> Option<ChannelId> {
+        self.hosts.insert(addr, channel)
+    }
+
+    /// Unregister a local address. Returns its channel, if it was registered.
+    pub fn remove_host(&mut self, addr: &IpAddr) -> Option<ChannelId> {
+        self.hosts.remove(addr)
+    }
+
+    /// The host channel of a local address.
+    pub fn host(&self, addr: &IpAddr) -> Option<ChannelId> {
+        self.hosts.get(addr).copied()
+    }
+
+    /// Number of host entries.
+    pub fn hosts_len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// All host entries, in no particular order.
+    pub fn hosts(&self) -> impl ExactSizeIterator<Item = (&IpAddr, ChannelId)> + '_ {
+        self.hosts.iter().map(|(a, c)| (a, *c))
+    }
+
+    // ---- lookup ------------------------------------------------------------------------
+
+    /// The verdict for a classified frame. Allocation-free, O(1): at most one exact, two
+    /// listener and one host probe.
+    #[inline]
+    pub fn lookup(&self, class: &Classification) -> Verdict {
+        self.lookup_explained(class).0
+    }
+
+    /// The verdict for a classified frame, and which rule produced it.
+    pub fn lookup_explained(&self, class: &Classification) -> (Verdict, MatchKind) {
+        match *class {
+            Classification::Flow { ref key, flags, .. } => self.lookup_flow(key, flags),
+            Classification::Arp { target } => self.lookup_host(&IpAddr::V4(target)),
+            Classification::Icmp { ref dst, .. } => self.lookup_host(dst),
+            Classification::Malformed(_) => (Verdict::Drop, MatchKind::Malformed),
+            Classification::Fragment
+            | Classification::OtherIp(_)
+            | Classification::OtherEthertype(_) => (self.default.verdict(), MatchKind::Default),
+        }
+    }
+
+    /// Classify a frame ([`flow::classify`]) and look it up in one call.
+    #[inline]
+    pub fn classify_and_lookup(&self, frame: &[u8]) -> (Classification, Verdict) {
+        let class = flow::classify(frame);
+        let verdict = self.lookup(&class);
+        (class, verdict)
+    }
+
+    fn lookup_flow(&self, key: &FlowKey, flags: TcpFlags) -> (Verdict, MatchKind) {
+        if let Some(&channel) = self.flows.get(key) {
+            return (Verdict::Channel(channel), MatchKind::Exact);
+        }
+        if self.listeners.is_empty() {
+            return (self.default.verdict(), MatchKind::Default);
+        }
+        let specific = ListenerKey::new(key.proto, key.dst, key.dport);
+        let (listener, kind) = match self.listeners.get(&specific) {
+            Some(l) => (l, MatchKind::Listener),
+            None => match self.listeners.get(&ListenerKey::any(key.proto, key.dport)) {
+                Some(l) => (l, MatchKind::WildcardListener),
+                None => return (self.default.verdict(), MatchKind::Default),
+            },
+        };
+        if key.proto == Proto::Tcp && flags.is_syn_only() {
+            if let Some(syn) = listener.syn_channel {
+                return (Verdict::Channel(syn), MatchKind::Syn);
+            }
+        }
+        (Verdict::Channel(listener.channel), kind)
+    }
+
+    fn lookup_host(&self, addr: &IpAddr) -> (Verdict, MatchKind) {
+        match self.hosts.get(addr) {
+            Some(&channel) => (Verdict::Channel(channel), MatchKind::Host),
+            None => (self.default.verdict(), MatchKind::Default),
+        }
+    }
+}
+
+/// The solicited-node multicast address of an IPv6 address (RFC 4291 §2.7.1):
+/// `ff02::1:ffXX:XXXX` with the low 24 bits of `addr`. IPv6 neighbor solicitations for
+/// `addr` are sent there.
+pub const fn solicited_node(addr: Ipv6Addr) -> Ipv6Addr {
+    let o = addr.octets();
+    Ipv6Addr::new(
+        0xff02,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0xff00 | o[13] as u16,
+        (o[14] as u16) << 8 | o[15] as u16,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::{Malformed, Offsets};
+    use std::net::Ipv4Addr;
+
+    const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+    const OTHER_LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3));
+    const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
+
+    fn key(proto: Proto, sport: u16, dst: IpAddr, dport: u16) -> FlowKey {
+        FlowKey {
+            proto,
+            src: PEER,
+            dst,
+            sport,
+            dport,
+        }
+    }
+
+    fn flow(key: FlowKey, flags: u8) -> Classification {
+        Classification::Flow {
+            key,
+            flags: TcpFlags(flags),
+            offsets: Offsets::default(),
+        }
+    }
+
+    const SYN: u8 = TcpFlags::SYN;
+    const ACK: u8 = TcpFlags::ACK;
+
+    fn ch(n: u32) -> Verdict {
+        Verdict::Channel(ChannelId(n))
+    }
+
+    #[test]
+    fn empty_demux_takes_default_action() {
+        let mut d = Demux::new(DefaultAction::Pass);
+        let c = flow(key(Proto::Udp, 1000, LOCAL, 53), 0);
+        assert_eq!(d.lookup_explained(&c), (Verdict::Pass, MatchKind::Default));
+        d.set_default_action(DefaultAction::Drop);
+        assert_eq!(d.lookup_explained(&c), (Verdict::Drop, MatchKind::Default));
+        assert_eq!(d.lookup(&Classification::Fragment), Verdict::Drop);
+        assert_eq!(d.lookup(&Classification::OtherIp(47)), Verdict::Drop);
+        assert_eq!(
+            d.lookup(&Classification::OtherEthertype(0x88cc)),
+            Verdict::Drop
+        );
+    }
+
+    #[test]
+    fn malformed_is_always_dropped() {
+        let mut d = Demux::new(DefaultAction::Pass);
+        d.insert_host(LOCAL, ChannelId(9));
+        d.insert_listener(
+            ListenerKey::any(Proto::Udp, 53),
+            Listener::new(ChannelId(1)),
+        );
+        for m in Malformed::ALL {
+            assert_eq!(
+                d.lookup_explained(&Classification::Malformed(m)),
+                (Verdict::Drop, MatchKind::Malformed)
+            );
+        }
+    }
+
+    #[test]
+    fn precedence_exact_syn_listener_wildcard() {
+        let mut d = Demux::new(DefaultAction::Drop);
+        let k = key(Proto::Tcp, 40000, LOCAL, 80);
+        d.insert_listener(
+            ListenerKey::any(Proto::Tcp, 80),
+            Listener::new(ChannelId(1)),
+        );
+        assert_eq!(
+            d.lookup_explained(&flow(k, ACK)),
+            (ch(1), MatchKind::WildcardListener)
+        );
+        // A SYN rule on the wildcard listener.
+        d.insert_listener(
+            ListenerKey::any(Proto::Tcp, 80),
+            Listener::new(ChannelId(1)).with_syn_channel(ChannelId(2)),
+        );
+        assert_eq!(d.lookup_explained(&flow(k, SYN)), (ch(2), MatchKind::Syn));
+        assert_eq!(
+            d.lookup_explained(&flow(k, SYN | ACK)),
+            (ch(1), MatchKind::WildcardListener)
+        );
+        // A specific listener beats the wildcard entirely (including its SYN channel).
+        d.insert_listener(
+            ListenerKey::new(Proto::Tcp, LOCAL, 80),
+            Listener::new(ChannelId(3)),
+        );
+        assert_eq!(
+            d.lookup_explained(&flow(k, SYN)),
+            (ch(3), MatchKind::Listener)
+        );
+        assert_eq!(
+            d.lookup_explained(&flow(k, ACK)),
+            (ch(3), MatchKind::Listener)
+        );
+        // ... but only for its own address.
+        let other = key(Proto::Tcp, 40000, OTHER_LOCAL, 80);
+        assert_eq!(d.lookup(&flow(other, SYN)), ch(2));
+        // An exact entry beats everything, even for a SYN.
+        assert_eq!(d.insert_flow(k, ChannelId(4)), None);
+        assert_eq!(d.lookup_explained(&flow(k, SYN)), (ch(4), MatchKind::Exact));
+        assert_eq!(d.lookup_explained(&flow(k, ACK)), (ch(4), MatchKind::Exact));
+        // Removing it falls back to the listener.
+        assert_eq!(d.remove_flow(&k), Some(ChannelId(4)));
+        assert_eq!(d.lookup(&flow(k, ACK)), ch(3));
+    }
+
+    #[test]
+    fn syn_channel_is_tcp_only_and_proto_is_part_of_the_key() {
+        let mut d = Demux::new(DefaultAction::Drop);
+        d.insert_listener(
+            ListenerKey::any(Proto::Udp, 80),
+            Listener::new(ChannelId(1)).with_syn_channel(ChannelId(2)),
+        );
+        // UDP has no flags; even a nonsense SYN bit must not select the SYN channel.
+        assert_eq!(d.lookup(&flow(key(Proto::Udp, 1, LOCAL, 80), SYN)), ch(1));
+        assert_eq!(
+            d.lookup(&flow(key(Proto::Tcp, 1, LOCAL, 80), SYN)),
+            Verdict::Drop
+        );
+    }
+
+    #[test]
+    fn host_rules_for_arp_and_icmp() {
+        let mut d = Demux::new(DefaultAction::Pass);
+        d.insert_host(LOCAL, ChannelId(7));
+        let IpAddr::V4(local4) = LOCAL else {
+            unreachable!()
+        };
+        let IpAddr::V4(other4) = OTHER_LOCAL else {
+            unreachable!()
+        };
+        assert_eq!(
+            d.lookup_explained(&Classification::Arp { target: local4 }),
+            (ch(7), MatchKind::Host)
+        );
+        assert_eq!(
+            d.lookup(&Classification::Arp { target: other4 }),
+            Verdict::Pass
+        );
+        assert_eq!(
+            d.lookup(&Classification::Icmp {
+                dst: LOCAL,
+                icmp_type: 8
+            }),
+            ch(7)
+        );
+        assert_eq!(
+            d.lookup(&Classification::Icmp {
+                dst: OTHER_LOCAL,
+                icmp_type: 8
+            }),
+            Verdict::Pass
+        );
+        // A host entry does not capture UDP/TCP to that address.
+        assert_eq!(
+            d.lookup(&flow(key(Proto::Udp, 1, LOCAL, 9), 0)),
+            Verdict::Pass
+        );
+        // IPv6: NDP to the solicited-node group once it is registered.
+        let v6: Ipv6Addr = "fd00::1:2345:6789".parse().unwrap();
+        let group = solicited_node(v6);
+        assert_eq!(group, "ff02::1:ff45:6789".parse::<Ipv6Addr>().unwrap());
+        d.insert_host(IpAddr::V6(v6), ChannelId(8));
+        assert_eq!(
+            d.lookup(&Classification::Icmp {
+                dst: IpAddr::V6(group),
+                icmp_type: 135
+            }),
+            Verdict::Pass
+        );
+        d.insert_host(IpAddr::V6(group), ChannelId(8));
+        assert_eq!(
+            d.lookup(&Classification::Icmp {
+                dst: IpAddr::V6(group),
+                icmp_type: 135
+            }),
+            ch(8)
+        );
+        assert_eq!(d.remove_host(&LOCAL), Some(ChannelId(7)));
+        assert_eq!(
+            d.lookup(&Classification::Icmp {
+                dst: LOCAL,
+                icmp_type: 8
+            }),
+            Verdict::Pass
+        );
+    }
+
+    #[test]
+    fn insert_returns_previous_and_iterators_match_lens() {
+        let mut d = Demux::default();
+        let k = key(Proto::Udp, 5, LOCAL, 6);
+        assert_eq!(d.insert_flow(k, ChannelId(1)), None);
+        assert_eq!(d.insert_flow(k, ChannelId(2)), Some(ChannelId(1)));
+        assert_eq!(d.flow(&k), Some(ChannelId(2)));
+        let lk = ListenerKey::new(Proto::Udp, LOCAL, 6);
+        assert_eq!(d.insert_listener(lk, Listener::new(ChannelId(3))), None);
+        assert_eq!(
+            d.insert_listener(lk, Listener::new(ChannelId(4))),
+            Some(Listener::new(ChannelId(3)))
+        );
+        assert_eq!(d.insert_host(LOCAL, ChannelId(5)), None);
+        assert_eq!(d.insert_host(LOCAL, ChannelId(6)), Some(ChannelId(5)));
+        assert_eq!((d.flows_len(), d.listeners_len(), d.hosts_len()), (1, 1, 1));
+        assert_eq!(d.flows().collect::<Vec<_>>(), vec![(&k, ChannelId(2))]);
+        assert_eq!(
+            d.listeners().collect::<Vec<_>>(),
+            vec![(&lk, Listener::new(ChannelId(4)))]
+        );
+        assert_eq!(d.hosts().collect::<Vec<_>>(), vec![(&LOCAL, ChannelId(6))]);
+        d.insert_flow(key(Proto::Udp, 7, LOCAL, 6), ChannelId(9));
+        d.retain_flows(|_, c| c != ChannelId(9));
+        assert_eq!(d.flows_len(), 1);
+        assert_eq!(d.remove_listener(&lk), Some(Listener::new(ChannelId(4))));
+        assert_eq!(d.remove_listener(&lk), None);
+    }
+
+    #[test]
+    fn classify_and_lookup_drops_what_classify_rejects() {
+        let d = Demux::new(DefaultAction::Pass);
+        let (class, verdict) = d.classify_and_lookup(&[0u8; 3]);
+        assert!(matches!(class, Classification::Malformed(_)));
+        assert_eq!(verdict, Verdict::Drop);
+    }
+}

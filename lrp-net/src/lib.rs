@@ -1,3 +1,4 @@
 //! lrp-net (being written).
 pub mod testnet;
 pub mod xdp;
+pub mod stack;

@@ -1,0 +1,1525 @@
+//! The NIC facade: [`Nic`], its [`NicConfig`] and [`Mode`], demux [`Rule`]s and the
+//! endpoints' [`Channel`]s.
+//!
+//! A [`Nic`] is one (interface, queue) with its [`FramePool`]. Every endpoint — a
+//! socket, a listener, a virtual service — asks it for a [`Channel`] with a [`Rule`] that
+//! says which frames are its own; the channel is the endpoint's NI channel (its own
+//! bounded queue, its own [`Account`]). What happens between the wire and the channel
+//! depends on the [`Mode`]:
+//!
+//! * [`Mode::NiLrp`] — the NIC demultiplexes (the XDP program; on the simulated NIC, the
+//!   injection itself) into the channel's own ring and drops at a closed gate before any
+//!   copy.
+//! * [`Mode::SoftLrp`] — one shared RX ring; the **poll step** classifies each frame and
+//!   puts it on its channel, discarding it at once if that channel is full.
+//! * [`Mode::Eager`] — the baseline: the poll step moves frames into one shared input
+//!   queue and does the protocol work (classification, checksum verification, lookup) for
+//!   every frame before queueing it to its endpoint, dropping only at a full endpoint
+//!   queue.
+//!
+//! # Who runs the poll step
+//!
+//! [`Nic::poll_rx`] is the poll step. It moves frames from the shared RX ring to the
+//! channels (SOFT-LRP, EAGER), re-evaluates the gates (NI-LRP), returns transmitted
+//! frames to the pool and posts free frames for reception. At most one thread runs it at
+//! a time (a lock). Either a dedicated thread calls it in a loop (with
+//! [`Nic::wait_rx`] to sleep while idle), or nobody does and the receivers run it
+//! themselves: [`Channel::recv`] runs it when its own channel is empty and
+//! [`Channel::wait`] runs it before blocking, each only if no other thread is running it
+//! (a `try_lock`), so receivers never wait for each other. In the LRP modes the step is
+//! cheap (a classification and a lookup per frame); the protocol work happens later, on
+//! the receiver's thread, and is charged to the receiver's account.
+//!
+//! ```
+//! use lrp_net::{Mode, Nic, NicConfig, Rule};
+//! use lrp_net::sim::{build, SimConfig};
+//! use lrp_core::flow::Proto;
+//!
+//! let config = NicConfig::default().frame_count(256).mode(Mode::SoftLrp);
+//! let (nic, peer) = Nic::sim(SimConfig::new(config))?;
+//! let ch = nic.channel(Rule::listener(Proto::Udp, None, 9000), 64)?;
+//!
+//! let frame = build::udp_v4("10.0.0.1:5000".parse()?, "10.0.0.2:9000".parse()?, b"ping");
+//! assert!(peer.inject(&frame));
+//! let got = ch.recv().expect("demultiplexed to the channel");
+//! assert_eq!(&got[..], &frame[..]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
+use std::time::{Duration, Instant};
+
+use lrp_core::account::{Account, AccountSnapshot, DropReason};
+use lrp_core::channel::{Endpoint, Endpoints};
+use lrp_core::demux::{ChannelId, DefaultAction, Demux, Listener, ListenerKey};
+use lrp_core::eager::EagerPipeline;
+use lrp_core::flow::{FlowKey, Proto};
+
+use crate::backend::{Backend, BackendStats, NiQueue, Readiness, NO_CHANNEL};
+use crate::error::{Error, Result};
+use crate::notify::{Notifier, Waiting};
+use crate::pool::{Frame, FramePool, PoolCensus};
+use crate::sim::{SimBackend, SimConfig, SimPeer};
+use crate::{soft, sys};
+
+/// How long a blocked waiter sleeps before re-running the poll step itself when it
+/// cannot rely on a wake-up: the pool is exhausted (frames freed by other threads do not
+/// signal), or another thread holds the poll-step lock.
+const SERVICE_SLICE: Duration = Duration::from_millis(1);
+
+/// Largest NI-LRP channel ring (AF_XDP rings are powers of two; this bounds memory).
+const MAX_NI_RING: usize = 1 << 16;
+
+/// Which receive path a [`Nic`] runs. The same program runs in every mode; benchmarks
+/// compare them by changing this one setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Mode {
+    /// NI-LRP: demultiplexing in the NIC. Each channel has its own receive ring in the
+    /// NIC (an AF_XDP socket chosen by the XDP program) and a gate that drops a saturated
+    /// channel's frames before they are copied. Limited to tens or hundreds of channels.
+    NiLrp,
+    /// SOFT-LRP: one shared RX ring; the poll step demultiplexes into per-channel
+    /// [`NiChannel`](lrp_core::channel::NiChannel)s and discards early when one is full.
+    /// Scales to many thousands of channels.
+    #[default]
+    SoftLrp,
+    /// The eager baseline (4.4BSD-like): one shared input queue, protocol work for every
+    /// frame in the poll step, drops only at a full endpoint queue.
+    Eager,
+}
+
+/// How the XDP program is attached (AF_XDP backend only; the simulated NIC ignores it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum XdpAttach {
+    /// Generic (SKB) mode: works on every interface, after the kernel built an skb.
+    #[default]
+    Skb,
+    /// Native (driver) mode: in the driver, before any skb (veth: MTU <= ~3500).
+    Driver,
+}
+
+/// Configuration of a [`Nic`], built by chaining setters on [`NicConfig::default`].
+///
+/// ```
+/// use lrp_net::{Mode, NicConfig, XdpAttach};
+/// use lrp_core::demux::DefaultAction;
+///
+/// let config = NicConfig::default()
+///     .queue(0)
+///     .frame_size(2048)
+///     .frame_count(8192)
+///     .rx_ring(2048)
+///     .attach(XdpAttach::Driver)
+///     .mode(Mode::NiLrp)
+///     .default_action(DefaultAction::Pass);
+/// assert_eq!(config.get_mode(), Mode::NiLrp);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NicConfig {
+    queue: u32,
+    frame_size: u32,
+    frame_count: u32,
+    headroom: u32,
+    rx_ring: u32,
+    tx_ring: u32,
+    fill_ring: u32,
+    completion_ring: u32,
+    attach: XdpAttach,
+    mode: Mode,
+    default_action: DefaultAction,
+    gate: bool,
+    eager_queue: u32,
+    batch: usize,
+}
+
+impl Default for NicConfig {
+    /// Queue 0, 8192 frames of 2048 bytes, 2048-entry RX/TX/completion rings, a
+    /// 4096-entry fill ring, SKB attach, SOFT-LRP, unmatched frames passed to the kernel,
+    /// gates on, a 1024-frame eager input queue, poll batches of 64.
+    fn default() -> Self {
+        NicConfig {
+            queue: 0,
+            frame_size: 2048,
+            frame_count: 8192,
+            headroom: 0,
+            rx_ring: 2048,
+            tx_ring: 2048,
+            fill_ring: 4096,
+            completion_ring: 2048,
+            attach: XdpAttach::Skb,
+            mode: Mode::SoftLrp,
+            default_action: DefaultAction::Pass,
+            gate: true,
+            eager_queue: 1024,
+            batch: 64,
+        }
+    }
+}
+
+impl NicConfig {
+    /// The interface queue to attach to.
+    pub fn queue(mut self, queue: u32) -> Self {
+        self.queue = queue;
+        self
+    }
+    /// Chunk size of the frame pool: a power of two, 2048 or 4096. Frames larger than a
+    /// chunk (less the kernel's 256-byte RX headroom) are dropped by the NIC.
+    pub fn frame_size(mut self, bytes: u32) -> Self {
+        self.frame_size = bytes;
+        self
+    }
+    /// Number of frames in the pool. It must cover the fill ring plus every frame that
+    /// may sit in channels, in the application's hands and in the TX ring; when the pool
+    /// runs dry the NIC drops for every channel alike.
+    pub fn frame_count(mut self, count: u32) -> Self {
+        self.frame_count = count;
+        self
+    }
+    /// Bytes reserved in front of each frame for prepending headers in place.
+    pub fn headroom(mut self, bytes: u32) -> Self {
+        self.headroom = bytes;
+        self
+    }
+    /// Entries of the shared RX ring (SOFT-LRP, EAGER). Power of two.
+    pub fn rx_ring(mut self, entries: u32) -> Self {
+        self.rx_ring = entries;
+        self
+    }
+    /// Entries of the TX ring. Power of two.
+    pub fn tx_ring(mut self, entries: u32) -> Self {
+        self.tx_ring = entries;
+        self
+    }
+    /// Entries of the fill ring; the poll step keeps it full (as far as the pool allows).
+    /// Power of two.
+    pub fn fill_ring(mut self, entries: u32) -> Self {
+        self.fill_ring = entries;
+        self
+    }
+    /// Entries of the completion ring. Power of two.
+    pub fn completion_ring(mut self, entries: u32) -> Self {
+        self.completion_ring = entries;
+        self
+    }
+    /// How to attach the XDP program (AF_XDP backend).
+    pub fn attach(mut self, attach: XdpAttach) -> Self {
+        self.attach = attach;
+        self
+    }
+    /// The receive path.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+    /// What to do with frames no rule claims (default: pass them to the host kernel, so
+    /// the box stays reachable).
+    pub fn default_action(mut self, action: DefaultAction) -> Self {
+        self.default_action = action;
+        self
+    }
+    /// NI-LRP: whether channels have a gate (default on). Without it a saturated channel
+    /// drops at its full ring, after the copy — the comparison point for the gate.
+    pub fn gate(mut self, enabled: bool) -> Self {
+        self.gate = enabled;
+        self
+    }
+    /// EAGER: capacity of the shared input queue.
+    pub fn eager_queue(mut self, frames: u32) -> Self {
+        self.eager_queue = frames;
+        self
+    }
+    /// Frames the poll step handles per call when a receiver runs it opportunistically.
+    pub fn batch(mut self, frames: usize) -> Self {
+        self.batch = frames;
+        self
+    }
+
+    /// The interface queue.
+    pub fn get_queue(&self) -> u32 {
+        self.queue
+    }
+    /// The chunk size.
+    pub fn get_frame_size(&self) -> u32 {
+        self.frame_size
+    }
+    /// The number of frames.
+    pub fn get_frame_count(&self) -> u32 {
+        self.frame_count
+    }
+    /// The headroom.
+    pub fn get_headroom(&self) -> u32 {
+        self.headroom
+    }
+    /// Shared RX ring entries.
+    pub fn get_rx_ring(&self) -> u32 {
+        self.rx_ring
+    }
+    /// TX ring entries.
+    pub fn get_tx_ring(&self) -> u32 {
+        self.tx_ring
+    }
+    /// Fill ring entries.
+    pub fn get_fill_ring(&self) -> u32 {
+        self.fill_ring
+    }
+    /// Completion ring entries.
+    pub fn get_completion_ring(&self) -> u32 {
+        self.completion_ring
+    }
+    /// The XDP attach mode.
+    pub fn get_attach(&self) -> XdpAttach {
+        self.attach
+    }
+    /// The receive path.
+    pub fn get_mode(&self) -> Mode {
+        self.mode
+    }
+    /// The action for unmatched frames.
+    pub fn get_default_action(&self) -> DefaultAction {
+        self.default_action
+    }
+    /// Whether NI-LRP gates are enabled.
+    pub fn get_gate(&self) -> bool {
+        self.gate
+    }
+    /// The eager input queue capacity.
+    pub fn get_eager_queue(&self) -> u32 {
+        self.eager_queue
+    }
+    /// The opportunistic poll batch.
+    pub fn get_batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Check the settings the pool does not check itself.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let rings = [self.rx_ring, self.tx_ring, self.fill_ring, self.completion_ring];
+        if rings.iter().any(|r| !r.is_power_of_two()) {
+            return Err(Error::InvalidConfig("ring sizes must be non-zero powers of two"));
+        }
+        if self.eager_queue == 0 {
+            return Err(Error::InvalidConfig("the eager input queue needs room for a frame"));
+        }
+        if self.batch == 0 {
+            return Err(Error::InvalidConfig("the poll batch must be at least one frame"));
+        }
+        Ok(())
+    }
+
+    /// Frames the fill ring is kept at.
+    pub(crate) fn fill_target(&self) -> usize {
+        self.fill_ring.min(self.frame_count) as usize
+    }
+}
+
+/// A demux rule: which frames belong to a channel. Precedence (first match wins): exact
+/// 5-tuple, SYN rule of the matching listener, listener, host, default action (see
+/// [`lrp_core::demux`]).
+///
+/// ```
+/// use lrp_net::Rule;
+/// use lrp_core::flow::{FlowKey, Proto};
+/// use std::net::IpAddr;
+///
+/// let vip: IpAddr = "10.0.0.100".parse().unwrap();
+/// let established = Rule::from(Rule::listener(Proto::Tcp, vip, 80));
+/// let new_conns = Rule::listener(Proto::Tcp, vip, 80).syn_only();
+/// let any_dns = Rule::from(Rule::listener(Proto::Udp, None, 53));
+/// let control = Rule::host(vip); // ARP and ICMP for the VIP
+/// let flow = Rule::exact(FlowKey {
+///     proto: Proto::Udp,
+///     src: "10.0.0.1".parse().unwrap(),
+///     dst: "10.0.0.2".parse().unwrap(),
+///     sport: 5000,
+///     dport: 9000,
+/// });
+/// assert_ne!(established, new_conns);
+/// # let _ = (any_dns, control, flow);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rule {
+    /// Frames of one flow, keyed as they arrive (`src` = the remote peer).
+    Exact(FlowKey),
+    /// Frames to a local (proto, address or any, port) that no exact rule claims.
+    Listener(ListenerKey),
+    /// New TCP connection requests (SYN without ACK) to a listener's (address, port): a
+    /// SYN flood then fills only this channel. Without a plain listener rule for the same
+    /// key, the listener's other frames take the default action.
+    Syn(ListenerKey),
+    /// ARP for, and ICMP to, a local address (the stack's control channel).
+    Host(IpAddr),
+}
+
+impl Rule {
+    /// A rule for one flow; `key` as the frames arrive (`src` = the remote peer).
+    pub fn exact(key: FlowKey) -> Rule {
+        Rule::Exact(key)
+    }
+
+    /// A listener on `port` at `addr` (`None`: every local address). Use it as a rule with
+    /// `Rule::from` / `.into()`, or make it a new-connection rule with
+    /// [`ListenerRule::syn_only`].
+    pub fn listener(proto: Proto, addr: impl Into<Option<IpAddr>>, port: u16) -> ListenerRule {
+        ListenerKey { proto, addr: addr.into(), port }.into()
+    }
+
+    /// ARP for, and ICMP to, a local address.
+    pub fn host(addr: IpAddr) -> Rule {
+        Rule::Host(addr)
+    }
+}
+
+/// A listener rule under construction (from [`Rule::listener`]): converts into
+/// [`Rule::Listener`], or into [`Rule::Syn`] with [`syn_only`](Self::syn_only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenerRule {
+    key: ListenerKey,
+}
+
+impl ListenerRule {
+    /// The rule for new connection requests (TCP SYN without ACK) only.
+    pub fn syn_only(self) -> Rule {
+        Rule::Syn(self.key)
+    }
+
+    /// The listener key.
+    pub fn key(&self) -> ListenerKey {
+        self.key
+    }
+}
+
+impl From<ListenerKey> for ListenerRule {
+    fn from(key: ListenerKey) -> Self {
+        ListenerRule { key }
+    }
+}
+
+impl From<ListenerRule> for Rule {
+    fn from(rule: ListenerRule) -> Rule {
+        Rule::Listener(rule.key)
+    }
+}
+
+/// Statistics of one channel. Counters are monotonic; a snapshot taken while frames move
+/// is approximate, one taken at a quiescent point exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChannelStats {
+    /// The channel.
+    pub id: ChannelId,
+    /// Frames handed to the application by `recv`/`recv_batch`.
+    pub delivered_packets: u64,
+    /// Bytes of those frames.
+    pub delivered_bytes: u64,
+    /// NI-LRP: frames dropped by the NIC at the closed gate, before the copy.
+    pub gate_drops: u64,
+    /// NI-LRP: frames dropped by the NIC at the full ring, after the copy.
+    pub ring_full_drops: u64,
+    /// NI-LRP: other kernel drops of the channel's socket (zero on the simulated NIC).
+    pub kernel_drops: u64,
+    /// SOFT-LRP: frames discarded early by the demux step because the channel was full.
+    pub early_discards: u64,
+    /// EAGER: frames dropped at the full endpoint queue after protocol processing.
+    pub endpoint_full_drops: u64,
+    /// Frames queued for transmission through this channel.
+    pub tx_packets: u64,
+    /// Bytes of those frames.
+    pub tx_bytes: u64,
+    /// Frames dropped because the TX ring was full.
+    pub tx_drops: u64,
+    /// CPU nanoseconds charged to this channel (by the stack's lazy protocol work).
+    pub cpu_ns: u64,
+    /// Frames waiting in the channel now.
+    pub queued: usize,
+    /// The channel's capacity.
+    pub capacity: usize,
+    /// How many times the channel's gate closed.
+    pub gate_closings: u64,
+    /// The full account, with every drop reason (including those recorded by the stack,
+    /// e.g. bad checksums) and the NIC-counted gate and ring-full drops folded in.
+    pub account: AccountSnapshot,
+}
+
+/// Statistics of the NIC as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NicStats {
+    /// The receive path.
+    pub mode: Mode,
+    /// Open channels.
+    pub channels: usize,
+    /// Frames the poll step took from the shared RX ring.
+    pub rx_frames: u64,
+    /// Drops that belong to no channel (malformed, unclaimed, shared queue full, eager
+    /// protocol drops) and the CPU time of the poll step.
+    pub account: AccountSnapshot,
+    /// Frames waiting in the eager shared input queue.
+    pub eager_backlog: usize,
+    /// The backend's counters.
+    pub backend: BackendStats,
+}
+
+/// Where every frame of the pool is, for checking that none is lost. See
+/// [`Nic::census`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Census {
+    /// Frames in the pool.
+    pub total: usize,
+    /// On the pool's free list.
+    pub free: usize,
+    /// Posted in the fill ring.
+    pub fill: usize,
+    /// In RX rings (the shared one, or NI-LRP channel rings), not yet taken.
+    pub rx: usize,
+    /// Queued in channels (SOFT-LRP and EAGER endpoint queues, the eager input queue).
+    pub channels: usize,
+    /// Held by the application (`Frame` handles outside any channel).
+    pub held: usize,
+    /// Queued for transmission.
+    pub tx: usize,
+    /// Transmitted, not yet returned to the pool.
+    pub completion: usize,
+    /// The pool's own audit of its chunk states.
+    pub pool: PoolCensus,
+}
+
+impl Census {
+    /// Whether every frame is accounted for exactly once: the parts sum to the total, the
+    /// ring counts match the chunks in the kernel state, the channel and application
+    /// counts match the chunks held, and the pool saw no violation.
+    pub fn is_conserved(&self) -> bool {
+        let parts = self.free
+            + self.fill
+            + self.rx
+            + self.channels
+            + self.held
+            + self.tx
+            + self.completion;
+        parts == self.total
+            && self.pool.is_conserved()
+            && self.pool.violations == 0
+            && self.free == self.pool.free
+            && self.fill + self.rx + self.tx + self.completion == self.pool.kernel
+            && self.channels + self.held == self.pool.held
+    }
+}
+
+/// Which channels use a listener key, as plain listener and as SYN rule.
+#[derive(Debug, Default, Clone, Copy)]
+struct ListenerSlots {
+    plain: Option<ChannelId>,
+    syn: Option<ChannelId>,
+}
+
+/// The demux table and the endpoints, under one lock: the poll step reads them for a
+/// batch, channel creation and removal write them.
+pub(crate) struct Table {
+    pub(crate) demux: Demux,
+    pub(crate) endpoints: Endpoints<Frame>,
+    /// Per-channel state beyond the core endpoint, by the same id.
+    pub(crate) channels: Vec<Option<Arc<ChannelShared>>>,
+    listeners: HashMap<ListenerKey, ListenerSlots>,
+}
+
+impl Table {
+    pub(crate) fn channel(&self, id: ChannelId) -> Option<&Arc<ChannelShared>> {
+        self.channels.get(id.0 as usize)?.as_ref()
+    }
+}
+
+/// What the facade keeps per channel.
+pub(crate) struct ChannelShared {
+    id: ChannelId,
+    pub(crate) endpoint: Arc<Endpoint<Frame>>,
+    /// NI-LRP: the channel's queue in the NIC. `None` in the other modes.
+    ni: Option<Arc<dyn NiQueue>>,
+    /// SOFT-LRP/EAGER: signalled by the poll step when it queues a frame here.
+    pub(crate) notifier: Notifier,
+    rules: Mutex<Vec<Rule>>,
+    delivered_packets: AtomicU64,
+    delivered_bytes: AtomicU64,
+}
+
+/// The receive path state.
+pub(crate) enum RxPath {
+    /// The NIC demultiplexes; nothing to hold here.
+    Ni,
+    /// SOFT-LRP: the demux step needs no state beyond the table.
+    Soft,
+    /// EAGER: the shared input queue and its accounting.
+    Eager(EagerPipeline<Frame>),
+}
+
+pub(crate) struct NicInner {
+    pub(crate) config: NicConfig,
+    pub(crate) pool: FramePool,
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) table: RwLock<Table>,
+    pub(crate) path: RxPath,
+    /// Drops that belong to no channel, and the CPU time of the poll step.
+    pub(crate) account: Account,
+    pub(crate) rx_frames: AtomicU64,
+    /// The poll-step lock, with its scratch batch.
+    step: Mutex<Vec<Frame>>,
+    /// The last refill could not fill the fill ring (the pool is exhausted).
+    starving: AtomicBool,
+}
+
+impl NicInner {
+    pub(crate) fn read_table(&self) -> RwLockReadGuard<'_, Table> {
+        // A panic while holding the lock cannot leave the table half-updated in a way that
+        // breaks memory safety; keep serving rather than propagate the poison.
+        self.table.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_table(&self) -> RwLockWriteGuard<'_, Table> {
+        self.table.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Run the poll step if no other thread is running it. Returns whether it ran.
+    fn try_step(&self, budget: usize) -> Option<usize> {
+        match self.step.try_lock() {
+            Ok(mut scratch) => Some(self.step_locked(&mut scratch, budget)),
+            Err(TryLockError::Poisoned(p)) => Some(self.step_locked(&mut p.into_inner(), budget)),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    fn step(&self, budget: usize) -> usize {
+        let mut scratch: MutexGuard<'_, Vec<Frame>> =
+            self.step.lock().unwrap_or_else(|e| e.into_inner());
+        self.step_locked(&mut scratch, budget)
+    }
+
+    fn step_locked(&self, scratch: &mut Vec<Frame>, budget: usize) -> usize {
+        // Frames left over by a step that panicked go back to the pool.
+        scratch.clear();
+        self.backend.reclaim();
+        let n = match &self.path {
+            RxPath::Ni => {
+                let table = self.read_table();
+                for ch in table.channels.iter().flatten() {
+                    if let Some(q) = &ch.ni {
+                        q.observe_gate();
+                    }
+                }
+                0
+            }
+            RxPath::Soft => soft::demux_step(self, scratch, budget),
+            RxPath::Eager(eager) => soft::eager_step(self, eager, scratch, budget),
+        };
+        self.rx_frames.fetch_add(n as u64, Ordering::Relaxed);
+        let full = self.backend.refill();
+        self.starving.store(!full, Ordering::Relaxed);
+        n
+    }
+}
+
+/// A network interface queue driven by lrp, in one [`Mode`]. A cheap, cloneable handle
+/// (`Send + Sync`); the NIC lives until the last handle and the last [`Channel`] are
+/// dropped.
+///
+/// See the [module docs](self) for an example and for who runs the poll step.
+#[derive(Clone)]
+pub struct Nic {
+    inner: Arc<NicInner>,
+}
+
+impl fmt::Debug for Nic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Nic")
+            .field("mode", &self.inner.config.mode)
+            .field("channels", &self.inner.read_table().endpoints.len())
+            .field("pool", &self.inner.pool)
+            .finish()
+    }
+}
+
+impl Nic {
+    /// A NIC on the simulated wire, and the peer that drives the wire: it injects frames
+    /// and captures what the NIC transmits or hands to the host kernel. No privileges
+    /// needed; the receive paths are the same as on a real interface.
+    ///
+    /// ```
+    /// use lrp_net::{Nic, NicConfig};
+    /// use lrp_net::sim::SimConfig;
+    ///
+    /// let (nic, peer) = Nic::sim(SimConfig::new(NicConfig::default().frame_count(64)))?;
+    /// assert!(nic.census().is_conserved());
+    /// # drop(peer);
+    /// # Ok::<(), lrp_net::Error>(())
+    /// ```
+    pub fn sim(config: SimConfig) -> Result<(Nic, SimPeer)> {
+        config.nic.validate()?;
+        let pool = FramePool::new(
+            config.nic.frame_count,
+            config.nic.frame_size,
+            config.nic.headroom,
+        )?;
+        let backend = Arc::new(SimBackend::new(&config, pool.clone())?);
+        let nic = Nic::from_backend(config.nic.clone(), pool, backend.clone())?;
+        Ok((nic, SimPeer::new(backend)))
+    }
+
+    /// Open queue `config.queue` of interface `ifname` with AF_XDP.
+    ///
+    /// Not wired yet: the AF_XDP layer ([`crate::xdp`]: UMEM over this crate's
+    /// [`FramePool`], XSK sockets, the XDP program and its loader) is being written, and
+    /// will plug in here as a backend (see the crate's `backend` module for the contract).
+    /// Until then this returns [`Error::Unsupported`]; use [`Nic::sim`].
+    pub fn open(ifname: &str, config: NicConfig) -> Result<Nic> {
+        config.validate()?;
+        let _ = ifname;
+        Err(Error::Unsupported(
+            "the AF_XDP backend is not wired into Nic::open yet; use Nic::sim",
+        ))
+    }
+
+    /// Build a NIC over a backend: the seam where a real backend plugs in.
+    pub(crate) fn from_backend(
+        config: NicConfig,
+        pool: FramePool,
+        backend: Arc<dyn Backend>,
+    ) -> Result<Nic> {
+        config.validate()?;
+        let path = match config.mode {
+            Mode::NiLrp => RxPath::Ni,
+            Mode::SoftLrp => RxPath::Soft,
+            Mode::Eager => RxPath::Eager(EagerPipeline::new(config.eager_queue as usize)),
+        };
+        if config.mode == Mode::NiLrp {
+            backend.sync_default(config.default_action);
+        }
+        let full = backend.refill();
+        let inner = NicInner {
+            table: RwLock::new(Table {
+                demux: Demux::new(config.default_action),
+                endpoints: Endpoints::new(),
+                channels: Vec::new(),
+                listeners: HashMap::new(),
+            }),
+            pool,
+            backend,
+            path,
+            account: Account::new(),
+            rx_frames: AtomicU64::new(0),
+            step: Mutex::new(Vec::with_capacity(config.batch)),
+            starving: AtomicBool::new(!full),
+            config,
+        };
+        Ok(Nic { inner: Arc::new(inner) })
+    }
+
+    /// The receive path.
+    pub fn mode(&self) -> Mode {
+        self.inner.config.mode
+    }
+
+    /// The configuration the NIC was opened with.
+    pub fn config(&self) -> &NicConfig {
+        &self.inner.config
+    }
+
+    /// The frame pool (for allocating frames to transmit, or checking occupancy).
+    pub fn pool(&self) -> &FramePool {
+        &self.inner.pool
+    }
+
+    /// Open a channel for the frames `rule` selects, with room for `capacity` frames.
+    /// The channel is an endpoint: its own queue, its own [`Account`]. In NI-LRP the
+    /// capacity is rounded up to a power of two (the size of the channel's ring in the
+    /// NIC); see [`Channel::capacity`].
+    ///
+    /// Errors: [`Error::RuleInUse`] if another channel owns the rule,
+    /// [`Error::InvalidRule`] for a SYN rule on UDP, [`Error::InvalidConfig`] for a zero
+    /// capacity, [`Error::NoChannelSlot`] if an NI-LRP backend has no slot left.
+    pub fn channel(&self, rule: impl Into<Rule>, capacity: usize) -> Result<Channel> {
+        let rule = rule.into();
+        check_rule(&rule)?;
+        if capacity == 0 {
+            return Err(Error::InvalidConfig("a channel needs room for at least one frame"));
+        }
+        let inner = &self.inner;
+        let mut table = inner.write_table();
+        if rule_owner(&table, &rule).is_some() {
+            return Err(Error::RuleInUse(rule));
+        }
+        // In NI-LRP frames queue in the NIC's ring, not in the core NiChannel, which
+        // stays empty; it still carries the endpoint's id and account.
+        let (ni, core_capacity) = if inner.config.mode == Mode::NiLrp {
+            let ring = capacity
+                .checked_next_power_of_two()
+                .filter(|&r| r <= MAX_NI_RING)
+                .ok_or(Error::InvalidConfig("NI-LRP channel capacity above 65536"))?;
+            (Some(ring), 1)
+        } else {
+            (None, capacity)
+        };
+        let endpoint = table.endpoints.insert(core_capacity);
+        let id = endpoint.id();
+        let ni = match ni {
+            Some(ring) => match inner.backend.ni_open(id, ring) {
+                Ok(q) => Some(q),
+                Err(e) => {
+                    table.endpoints.remove(id);
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        let notifier = match Notifier::new() {
+            Ok(n) => n,
+            Err(e) => {
+                table.endpoints.remove(id);
+                if ni.is_some() {
+                    inner.backend.ni_close(id);
+                }
+                return Err(e.into());
+            }
+        };
+        let shared = Arc::new(ChannelShared {
+            id,
+            endpoint,
+            ni,
+            notifier,
+            rules: Mutex::new(Vec::new()),
+            delivered_packets: AtomicU64::new(0),
+            delivered_bytes: AtomicU64::new(0),
+        });
+        let slot = id.0 as usize;
+        if table.channels.len() <= slot {
+            table.channels.resize_with(slot + 1, || None);
+        }
+        table.channels[slot] = Some(Arc::clone(&shared));
+        self.install(&mut table, &shared, rule);
+        drop(table);
+        Ok(Channel { nic: self.clone(), shared })
+    }
+
+    /// Close a channel: remove its rules and its endpoint; frames still queued go back to
+    /// the pool. Returns its final statistics. (Dropping a [`Channel`] does the same.)
+    pub fn remove_channel(&self, channel: Channel) -> ChannelStats {
+        let stats = channel.stats();
+        drop(channel);
+        stats
+    }
+
+    /// The poll step, for up to `budget` frames: return transmitted frames to the pool,
+    /// move received frames to their channels (SOFT-LRP: demux and early discard; EAGER:
+    /// shared queue and protocol work; NI-LRP: re-evaluate the gates — the NIC already
+    /// demultiplexed), then post free frames for reception. Returns how many frames it
+    /// took from the shared RX ring (0 in NI-LRP). Waits if another thread is running it.
+    pub fn poll_rx(&self, budget: usize) -> usize {
+        self.inner.step(budget)
+    }
+
+    /// Block until the shared RX ring has frames for [`poll_rx`](Self::poll_rx), or until
+    /// `timeout` (`None`: no limit). Returns whether frames are pending. For a dedicated
+    /// poll thread in SOFT-LRP or EAGER. In NI-LRP there is no shared ring: the call
+    /// sleeps for `timeout` (or 1 ms if `None`) and returns `false`, which paces a service
+    /// loop that keeps the fill ring full and the gates current.
+    pub fn wait_rx(&self, timeout: Option<Duration>) -> Result<bool> {
+        let inner = &self.inner;
+        if inner.config.mode == Mode::NiLrp {
+            std::thread::sleep(timeout.unwrap_or(SERVICE_SLICE));
+            return Ok(false);
+        }
+        let deadline = deadline(timeout);
+        loop {
+            let armed = Armed::new(inner.backend.rx_readiness());
+            armed.consume();
+            if inner.backend.rx_pending() {
+                armed.finish(true);
+                return Ok(true);
+            }
+            let Some(wait) = remaining(deadline) else {
+                armed.finish(false);
+                return Ok(false);
+            };
+            let wait = if inner.starving.load(Ordering::Relaxed) {
+                Some(wait.map_or(SERVICE_SLICE, |w| w.min(SERVICE_SLICE)))
+            } else {
+                wait
+            };
+            sys::poll_readable(&[armed.fd()], wait)?;
+            armed.finish(false);
+        }
+    }
+
+    /// Change the action for frames no rule claims.
+    pub fn set_default_action(&self, action: DefaultAction) {
+        let mut table = self.inner.write_table();
+        table.demux.set_default_action(action);
+        if self.mode() == Mode::NiLrp {
+            self.inner.backend.sync_default(action);
+        }
+    }
+
+    /// Statistics of the NIC as a whole.
+    pub fn stats(&self) -> NicStats {
+        let inner = &self.inner;
+        let table = inner.read_table();
+        let mut account = inner.account.snapshot();
+        let mut eager_backlog = 0;
+        if let RxPath::Eager(eager) = &inner.path {
+            account = account.plus(&eager.account().snapshot());
+            eager_backlog = eager.backlog();
+        }
+        NicStats {
+            mode: inner.config.mode,
+            channels: table.endpoints.len(),
+            rx_frames: inner.rx_frames.load(Ordering::Relaxed),
+            account,
+            eager_backlog,
+            backend: inner.backend.stats(),
+        }
+    }
+
+    /// Where every frame of the pool is. Exact at a quiescent point (no thread receiving,
+    /// transmitting, injecting or polling), where [`Census::is_conserved`] must hold:
+    /// lrp never loses a frame.
+    ///
+    /// ```
+    /// # use lrp_net::{Nic, NicConfig};
+    /// # use lrp_net::sim::SimConfig;
+    /// let (nic, _peer) = Nic::sim(SimConfig::new(NicConfig::default().frame_count(64)))?;
+    /// let held = nic.pool().alloc().unwrap();
+    /// let c = nic.census();
+    /// assert_eq!(c.held, 1);
+    /// assert!(c.is_conserved());
+    /// # drop(held);
+    /// # Ok::<(), lrp_net::Error>(())
+    /// ```
+    pub fn census(&self) -> Census {
+        let inner = &self.inner;
+        let table = inner.read_table();
+        let pool = inner.pool.census();
+        let rings = inner.backend.census();
+        let mut channels: usize = table.endpoints.iter().map(|e| e.channel().len()).sum();
+        if let RxPath::Eager(eager) = &inner.path {
+            channels += eager.backlog();
+        }
+        Census {
+            total: pool.total,
+            free: inner.pool.free_len(),
+            fill: rings.fill,
+            rx: rings.rx,
+            channels,
+            held: pool.held.saturating_sub(channels),
+            tx: rings.tx,
+            completion: rings.completion,
+            pool,
+        }
+    }
+
+    /// Install `rule` for channel `ch` (the caller checked that it is free).
+    fn install(&self, table: &mut Table, ch: &ChannelShared, rule: Rule) {
+        let ni = self.mode() == Mode::NiLrp;
+        let backend = &self.inner.backend;
+        match rule {
+            Rule::Exact(key) => {
+                table.demux.insert_flow(key, ch.id);
+                if ni {
+                    backend.sync_flow(&key, Some(ch.id));
+                }
+            }
+            Rule::Listener(key) => {
+                table.listeners.entry(key).or_default().plain = Some(ch.id);
+                self.apply_listener(table, key);
+            }
+            Rule::Syn(key) => {
+                table.listeners.entry(key).or_default().syn = Some(ch.id);
+                self.apply_listener(table, key);
+            }
+            Rule::Host(addr) => {
+                table.demux.insert_host(addr, ch.id);
+                if ni {
+                    backend.sync_host(&addr, Some(ch.id));
+                }
+            }
+        }
+        lock(&ch.rules).push(rule);
+    }
+
+    /// Remove `rule` of channel `ch` from the tables. Returns whether `ch` owned it.
+    fn uninstall(&self, table: &mut Table, ch: &ChannelShared, rule: &Rule) -> bool {
+        if rule_owner(table, rule) != Some(ch.id) {
+            return false;
+        }
+        let ni = self.mode() == Mode::NiLrp;
+        let backend = &self.inner.backend;
+        match *rule {
+            Rule::Exact(key) => {
+                table.demux.remove_flow(&key);
+                if ni {
+                    backend.sync_flow(&key, None);
+                }
+            }
+            Rule::Listener(key) | Rule::Syn(key) => {
+                if let Some(slots) = table.listeners.get_mut(&key) {
+                    if matches!(rule, Rule::Syn(_)) {
+                        slots.syn = None;
+                    } else {
+                        slots.plain = None;
+                    }
+                }
+                self.apply_listener(table, key);
+            }
+            Rule::Host(addr) => {
+                table.demux.remove_host(&addr);
+                if ni {
+                    backend.sync_host(&addr, None);
+                }
+            }
+        }
+        lock(&ch.rules).retain(|r| r != rule);
+        true
+    }
+
+    /// Rewrite the demux's listener entry for `key` from the bookkeeping.
+    fn apply_listener(&self, table: &mut Table, key: ListenerKey) {
+        let slots = table.listeners.get(&key).copied().unwrap_or_default();
+        let entry = match (slots.plain, slots.syn) {
+            (None, None) => {
+                table.listeners.remove(&key);
+                table.demux.remove_listener(&key);
+                None
+            }
+            (plain, syn) => {
+                let listener = Listener { channel: plain.unwrap_or(NO_CHANNEL), syn_channel: syn };
+                table.demux.insert_listener(key, listener);
+                Some(listener)
+            }
+        };
+        if self.mode() == Mode::NiLrp {
+            self.inner.backend.sync_listener(&key, entry);
+        }
+    }
+
+    /// Remove a channel entirely (its rules, NIC queue and endpoint).
+    fn close(&self, ch: &ChannelShared) {
+        let mut table = self.inner.write_table();
+        let rules: Vec<Rule> = lock(&ch.rules).clone();
+        for rule in &rules {
+            self.uninstall(&mut table, ch, rule);
+        }
+        if let Some(slot) = table.channels.get_mut(ch.id.0 as usize) {
+            *slot = None;
+        }
+        table.endpoints.remove(ch.id);
+        if ch.ni.is_some() {
+            self.inner.backend.ni_close(ch.id);
+        }
+        // Frames still queued in the endpoint's NiChannel return to the pool when the last
+        // reference to the endpoint (the Channel's) drops.
+    }
+}
+
+fn check_rule(rule: &Rule) -> Result<()> {
+    match rule {
+        Rule::Syn(key) if key.proto != Proto::Tcp => Err(Error::InvalidRule {
+            rule: *rule,
+            reason: "a SYN rule applies to TCP listeners only",
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The channel that owns `rule`, if any.
+fn rule_owner(table: &Table, rule: &Rule) -> Option<ChannelId> {
+    match rule {
+        Rule::Exact(key) => table.demux.flow(key),
+        Rule::Listener(key) => table.listeners.get(key).and_then(|s| s.plain),
+        Rule::Syn(key) => table.listeners.get(key).and_then(|s| s.syn),
+        Rule::Host(addr) => table.demux.host(addr),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+    // A timeout too large to represent is as good as none.
+    timeout.and_then(|t| Instant::now().checked_add(t))
+}
+
+/// Time left until `deadline`: `None` if it has passed, `Some(None)` if there is none.
+fn remaining(deadline: Option<Instant>) -> Option<Option<Duration>> {
+    match deadline {
+        None => Some(None),
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            (!left.is_zero()).then_some(Some(left))
+        }
+    }
+}
+
+/// A waiter registered on a [`Readiness`].
+enum Armed<'a> {
+    Notifier(Waiting<'a>),
+    Fd(BorrowedFd<'a>),
+}
+
+impl<'a> Armed<'a> {
+    fn new(readiness: Readiness<'a>) -> Armed<'a> {
+        match readiness {
+            Readiness::Notifier(n) => Armed::Notifier(n.begin_wait()),
+            Readiness::Fd(fd) => Armed::Fd(fd),
+        }
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Armed::Notifier(w) => w.fd(),
+            Armed::Fd(fd) => *fd,
+        }
+    }
+
+    fn consume(&self) {
+        if let Armed::Notifier(w) = self {
+            w.consume();
+        }
+    }
+
+    fn finish(self, ready: bool) {
+        if let Armed::Notifier(w) = self {
+            w.finish(ready);
+        }
+    }
+}
+
+/// An endpoint's handle on its NI channel: receive the frames its rules select, transmit
+/// frames, read its statistics. `Send + Sync`; dropping it closes the channel.
+///
+/// ```
+/// use lrp_net::{Mode, Nic, NicConfig, Rule};
+/// use lrp_net::sim::{build, SimConfig};
+/// use lrp_core::flow::Proto;
+///
+/// let (nic, peer) = Nic::sim(SimConfig::new(NicConfig::default().frame_count(128)))?;
+/// let ch = nic.channel(Rule::listener(Proto::Udp, None, 7), 32)?;
+/// peer.inject(&build::udp_v4("10.0.0.1:1234".parse()?, "10.0.0.2:7".parse()?, b"echo me"));
+///
+/// // An echo server: swap the addresses in place and send the same frame back.
+/// let mut frame = ch.recv().unwrap();
+/// build::swap_udp_v4_endpoints(&mut frame);
+/// ch.transmit(frame)?;
+///
+/// let sent = peer.take_tx();
+/// assert_eq!(sent.len(), 1);
+/// assert_eq!(&sent[0][42..], b"echo me");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Channel {
+    nic: Nic,
+    shared: Arc<ChannelShared>,
+}
+
+impl fmt::Debug for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channel")
+            .field("id", &self.shared.id)
+            .field("rules", &*lock(&self.shared.rules))
+            .field("queued", &self.len())
+            .field("capacity", &self.capacity())
+            .finish()
+    }
+}
+
+impl Channel {
+    /// The channel's id (as the demux and the NIC know it).
+    pub fn id(&self) -> ChannelId {
+        self.shared.id
+    }
+
+    /// The NIC this channel belongs to.
+    pub fn nic(&self) -> &Nic {
+        &self.nic
+    }
+
+    /// The rules that select this channel's frames.
+    pub fn rules(&self) -> Vec<Rule> {
+        lock(&self.shared.rules).clone()
+    }
+
+    /// Add a rule to this channel (for example an exact rule for a flow the endpoint
+    /// accepted, or the solicited-node address of a host channel).
+    pub fn add_rule(&self, rule: impl Into<Rule>) -> Result<()> {
+        let rule = rule.into();
+        check_rule(&rule)?;
+        let mut table = self.nic.inner.write_table();
+        if rule_owner(&table, &rule).is_some() {
+            return Err(Error::RuleInUse(rule));
+        }
+        self.nic.install(&mut table, &self.shared, rule);
+        Ok(())
+    }
+
+    /// Remove one of this channel's rules. Returns whether the channel had it.
+    pub fn remove_rule(&self, rule: &Rule) -> bool {
+        let mut table = self.nic.inner.write_table();
+        self.nic.uninstall(&mut table, &self.shared, rule)
+    }
+
+    /// Maximum number of frames queued in the channel.
+    pub fn capacity(&self) -> usize {
+        match &self.shared.ni {
+            Some(q) => q.capacity(),
+            None => self.shared.endpoint.channel().capacity(),
+        }
+    }
+
+    /// Frames waiting in the channel.
+    pub fn len(&self) -> usize {
+        match &self.shared.ni {
+            Some(q) => q.len(),
+            None => self.shared.endpoint.channel().len(),
+        }
+    }
+
+    /// Whether no frame waits in the channel.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn pop(&self) -> Option<Frame> {
+        match &self.shared.ni {
+            Some(q) => q.recv(),
+            None => self.shared.endpoint.channel().pop(),
+        }
+    }
+
+    fn record_delivery(&self, packets: u64, bytes: u64) {
+        let s = &self.shared;
+        s.delivered_packets.fetch_add(packets, Ordering::Relaxed);
+        s.delivered_bytes.fetch_add(bytes, Ordering::Relaxed);
+        // The eager path counted its frames as received when it queued them.
+        if self.nic.mode() != Mode::Eager {
+            s.endpoint.account().record_rx_batch(packets, bytes);
+        }
+    }
+
+    /// Take the next frame, without blocking. If the channel is empty, first runs the
+    /// poll step (unless another thread is running it), which may bring frames here.
+    pub fn recv(&self) -> Option<Frame> {
+        let frame = match self.pop() {
+            Some(f) => f,
+            None => {
+                self.nic.inner.try_step(self.nic.inner.config.batch)?;
+                self.pop()?
+            }
+        };
+        self.record_delivery(1, frame.len() as u64);
+        Some(frame)
+    }
+
+    /// Take up to `max` frames into `out` (appended), without blocking; like
+    /// [`recv`](Self::recv), runs the poll step if the channel is empty. Returns how many.
+    pub fn recv_batch(&self, max: usize, out: &mut Vec<Frame>) -> usize {
+        let start = out.len();
+        let mut n = self.pop_batch(max, out);
+        if n == 0 && max > 0 && self.nic.inner.try_step(self.nic.inner.config.batch).is_some() {
+            n = self.pop_batch(max, out);
+        }
+        let bytes: usize = out[start..].iter().map(|f| f.len()).sum();
+        if n > 0 {
+            self.record_delivery(n as u64, bytes as u64);
+        }
+        n
+    }
+
+    fn pop_batch(&self, max: usize, out: &mut Vec<Frame>) -> usize {
+        match &self.shared.ni {
+            Some(q) => q.recv_burst(max, out),
+            None => self.shared.endpoint.channel().pop_batch(max, |f| out.push(f)),
+        }
+    }
+
+    /// Block until the channel has a frame or `timeout` passes (`None`: no limit); returns
+    /// whether it has one. Does not spin: it runs the poll step itself when nobody else
+    /// is, then sleeps in `poll(2)` on the channel's readiness — an eventfd the poll step
+    /// (or the simulated NIC) signals, or in NI-LRP on AF_XDP the channel's socket — and,
+    /// in SOFT-LRP and EAGER, on the shared RX ring, so that it wakes up to run the step
+    /// when frames arrive and no other thread does.
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
+        let inner = &self.nic.inner;
+        let deadline = deadline(timeout);
+        let shared_rx = inner.config.mode != Mode::NiLrp;
+        loop {
+            if !self.is_empty() {
+                return Ok(true);
+            }
+            let stepped = inner.try_step(inner.config.batch).is_some();
+            let own = Armed::new(match &self.shared.ni {
+                Some(q) => q.readiness(),
+                None => Readiness::Notifier(&self.shared.notifier),
+            });
+            let rx = shared_rx.then(|| Armed::new(inner.backend.rx_readiness()));
+            own.consume();
+            if let Some(rx) = &rx {
+                rx.consume();
+            }
+            if !self.is_empty() {
+                own.finish(true);
+                return Ok(true);
+            }
+            let Some(mut wait) = remaining(deadline) else {
+                return Ok(false);
+            };
+            // Frames are pending in the shared ring but this thread could not run the
+            // step: another thread is running it and will deliver; sleep on our own
+            // readiness only, for a slice, in case it stops before reaching our frames.
+            let rx_busy = shared_rx && !stepped && inner.backend.rx_pending();
+            if rx_busy || inner.starving.load(Ordering::Relaxed) {
+                wait = Some(wait.map_or(SERVICE_SLICE, |w| w.min(SERVICE_SLICE)));
+            }
+            match (&rx, rx_busy) {
+                (Some(rx), false) => sys::poll_readable(&[own.fd(), rx.fd()], wait)?,
+                _ => sys::poll_readable(&[own.fd()], wait)?,
+            };
+            own.finish(false);
+            if let Some(rx) = rx {
+                rx.finish(false);
+            }
+        }
+    }
+
+    /// Transmit a frame as it is (zero copy: the chunk goes to the TX ring), e.g. a frame
+    /// received here and rewritten in place. If the TX ring is full the frame is dropped,
+    /// counted, and [`Error::TxFull`] returned.
+    pub fn transmit(&self, frame: Frame) -> Result<()> {
+        if !self.nic.inner.pool.owns(&frame) {
+            return Err(Error::ForeignFrame);
+        }
+        let len = frame.len();
+        let account = self.shared.endpoint.account();
+        if self.nic.inner.backend.transmit(frame) {
+            account.record_tx(len);
+            Ok(())
+        } else {
+            account.record_drop(DropReason::TxFull);
+            Err(Error::TxFull)
+        }
+    }
+
+    /// A free frame to build a packet in (empty, after the pool's headroom). If the pool
+    /// is empty, first runs the poll step to reclaim transmitted frames. `None` if there
+    /// is still none.
+    pub fn alloc(&self) -> Option<Frame> {
+        let inner = &self.nic.inner;
+        inner.pool.alloc().or_else(|| {
+            inner.try_step(0);
+            inner.pool.alloc()
+        })
+    }
+
+    /// Copy `data` into a fresh frame and transmit it.
+    pub fn send(&self, data: &[u8]) -> Result<()> {
+        let mut frame = self.alloc().ok_or(Error::PoolExhausted)?;
+        frame.copy_from(data)?;
+        self.transmit(frame)
+    }
+
+    /// The endpoint's account: the stack charges its lazy protocol work here
+    /// ([`Account::charge_cpu`]) and records the drops it decides (bad checksum, backlog
+    /// full, rejected). Received frames are counted by the channel: in the LRP modes
+    /// when `recv` hands them out, in EAGER when the poll step queues them.
+    pub fn account(&self) -> &Account {
+        self.shared.endpoint.account()
+    }
+
+    /// The channel's statistics.
+    pub fn stats(&self) -> ChannelStats {
+        let s = &self.shared;
+        let mut account = s.endpoint.account().snapshot();
+        let (queued, capacity, gate_closings, ni) = match &s.ni {
+            Some(q) => (q.len(), q.capacity(), q.gate_closings(), q.drops()),
+            None => {
+                let c = s.endpoint.channel();
+                (c.len(), c.capacity(), c.counters().gate_closings, Default::default())
+            }
+        };
+        account.drops[DropReason::Gate.index()] += ni.gate;
+        account.drops[DropReason::RingFull.index()] += ni.ring_full;
+        ChannelStats {
+            id: s.id,
+            delivered_packets: s.delivered_packets.load(Ordering::Relaxed),
+            delivered_bytes: s.delivered_bytes.load(Ordering::Relaxed),
+            gate_drops: account.drops(DropReason::Gate),
+            ring_full_drops: account.drops(DropReason::RingFull),
+            kernel_drops: ni.other,
+            early_discards: account.drops(DropReason::SoftDiscard),
+            endpoint_full_drops: account.drops(DropReason::EndpointFull),
+            tx_packets: account.tx_packets,
+            tx_bytes: account.tx_bytes,
+            tx_drops: account.drops(DropReason::TxFull),
+            cpu_ns: account.cpu_ns,
+            queued,
+            capacity,
+            gate_closings: if s.ni.is_some() { gate_closings } else { 0 },
+            account,
+        }
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        self.nic.close(&self.shared);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::build;
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    fn sim(mode: Mode) -> (Nic, SimPeer) {
+        let config = NicConfig::default()
+            .frame_count(256)
+            .fill_ring(64)
+            .rx_ring(64)
+            .tx_ring(64)
+            .completion_ring(64)
+            .mode(mode);
+        Nic::sim(SimConfig::new(config)).unwrap()
+    }
+
+    fn sa(ip: [u8; 4], port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(Ipv4Addr::from(ip), port)
+    }
+
+    #[test]
+    fn config_validation() {
+        let bad = NicConfig::default().rx_ring(100);
+        assert!(matches!(Nic::sim(SimConfig::new(bad)), Err(Error::InvalidConfig(_))));
+        let bad = NicConfig::default().frame_size(1000);
+        assert!(matches!(Nic::sim(SimConfig::new(bad)), Err(Error::Pool(_))));
+        assert!(matches!(
+            Nic::open("lo", NicConfig::default()),
+            Err(Error::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn rules_are_exclusive_and_released_on_drop() {
+        let (nic, _peer) = sim(Mode::SoftLrp);
+        let a = nic.channel(Rule::listener(Proto::Udp, None, 53), 8).unwrap();
+        assert!(matches!(
+            nic.channel(Rule::listener(Proto::Udp, None, 53), 8),
+            Err(Error::RuleInUse(_))
+        ));
+        // A SYN rule is a different rule for the same key.
+        let syn = nic.channel(Rule::listener(Proto::Tcp, None, 80).syn_only(), 8).unwrap();
+        assert!(matches!(
+            nic.channel(Rule::listener(Proto::Udp, None, 80).syn_only(), 8),
+            Err(Error::InvalidRule { .. })
+        ));
+        assert!(matches!(nic.channel(Rule::host(Ipv4Addr::LOCALHOST.into()), 0), Err(_)));
+        drop(a);
+        let b = nic.channel(Rule::listener(Proto::Udp, None, 53), 8).unwrap();
+        assert_eq!(b.rules(), vec![Rule::from(Rule::listener(Proto::Udp, None, 53))]);
+        drop(syn);
+        assert_eq!(nic.stats().channels, 1);
+        let table = nic.inner.read_table();
+        assert_eq!(table.demux.listeners_len(), 1);
+    }
+
+    #[test]
+    fn add_and_remove_rules() {
+        let (nic, peer) = sim(Mode::SoftLrp);
+        let ch = nic.channel(Rule::listener(Proto::Udp, None, 1000), 8).unwrap();
+        ch.add_rule(Rule::listener(Proto::Udp, None, 1001)).unwrap();
+        assert!(matches!(
+            ch.add_rule(Rule::listener(Proto::Udp, None, 1001)),
+            Err(Error::RuleInUse(_))
+        ));
+        for port in [1000, 1001] {
+            assert!(peer.inject(&build::udp_v4(sa([10, 0, 0, 1], 1), sa([10, 0, 0, 2], port), b"")));
+        }
+        let mut got = Vec::new();
+        assert_eq!(ch.recv_batch(10, &mut got), 2);
+        assert!(ch.remove_rule(&Rule::from(Rule::listener(Proto::Udp, None, 1001))));
+        assert!(!ch.remove_rule(&Rule::from(Rule::listener(Proto::Udp, None, 1001))));
+        assert!(peer.inject(&build::udp_v4(sa([10, 0, 0, 1], 1), sa([10, 0, 0, 2], 1001), b"")));
+        assert!(ch.recv().is_none());
+        assert_eq!(peer.take_kernel().len(), 1, "unclaimed now: passed to the kernel");
+        drop(got);
+        assert!(nic.census().is_conserved());
+    }
+
+    #[test]
+    fn syn_rule_without_listener_takes_default_for_other_segments() {
+        for mode in [Mode::SoftLrp, Mode::Eager, Mode::NiLrp] {
+            let (nic, peer) = sim(mode);
+            let syn = nic.channel(Rule::listener(Proto::Tcp, None, 80).syn_only(), 8).unwrap();
+            let c = sa([10, 0, 0, 1], 4000);
+            let s = sa([10, 0, 0, 2], 80);
+            assert!(peer.inject(&build::tcp_v4(c, s, build::TCP_SYN, b"")));
+            assert!(peer.inject(&build::tcp_v4(c, s, build::TCP_ACK, b"")));
+            nic.poll_rx(64);
+            assert!(syn.recv().is_some(), "{mode:?}");
+            assert!(syn.recv().is_none(), "{mode:?}");
+            assert_eq!(peer.take_kernel().len(), 1, "{mode:?}: ACK passed to the kernel");
+            assert!(nic.census().is_conserved());
+        }
+    }
+
+    #[test]
+    fn wait_times_out_and_wakes() {
+        for mode in [Mode::SoftLrp, Mode::Eager, Mode::NiLrp] {
+            let (nic, peer) = sim(mode);
+            let ch = nic.channel(Rule::listener(Proto::Udp, None, 9), 8).unwrap();
+            assert!(!ch.wait(Some(Duration::from_millis(5))).unwrap());
+            let t = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                peer.inject(&build::udp_v4(sa([10, 0, 0, 1], 1), sa([10, 0, 0, 2], 9), b"x"))
+            });
+            assert!(ch.wait(Some(Duration::from_secs(10))).unwrap(), "{mode:?}");
+            assert!(t.join().unwrap());
+            assert!(ch.recv().is_some());
+        }
+    }
+
+    #[test]
+    fn wait_rx_sees_pending_frames() {
+        let (nic, peer) = sim(Mode::SoftLrp);
+        assert!(!nic.wait_rx(Some(Duration::from_millis(2))).unwrap());
+        peer.inject(&build::udp_v4(sa([10, 0, 0, 1], 1), sa([10, 0, 0, 2], 9), b"x"));
+        assert!(nic.wait_rx(Some(Duration::from_secs(1))).unwrap());
+        assert_eq!(nic.poll_rx(64), 1);
+        assert_eq!(nic.stats().rx_frames, 1);
+    }
+
+    #[test]
+    fn send_and_alloc() {
+        let (nic, peer) = sim(Mode::SoftLrp);
+        let ch = nic.channel(Rule::host(Ipv4Addr::new(10, 0, 0, 2).into()), 4).unwrap();
+        ch.send(b"raw bytes").unwrap();
+        assert!(matches!(ch.send(&[0u8; 4096]), Err(Error::FrameTooLarge(_))));
+        assert_eq!(peer.take_tx(), vec![b"raw bytes".to_vec()]);
+        let s = ch.stats();
+        assert_eq!((s.tx_packets, s.tx_bytes), (1, 9));
+        // Exhaust the pool: alloc reports None, and send reports it as an error.
+        let held: Vec<Frame> = std::iter::from_fn(|| ch.alloc()).collect();
+        assert!(!held.is_empty());
+        assert!(matches!(ch.send(b"x"), Err(Error::PoolExhausted)));
+        assert_eq!(nic.census().held, held.len());
+        drop(held);
+        assert!(nic.census().is_conserved());
+    }
+
+    #[test]
+    fn foreign_frames_are_refused() {
+        let (nic_a, _pa) = sim(Mode::SoftLrp);
+        let (nic_b, _pb) = sim(Mode::SoftLrp);
+        let ch = nic_a.channel(Rule::listener(Proto::Udp, None, 1), 4).unwrap();
+        let f = nic_b.pool().alloc().unwrap();
+        assert!(matches!(ch.transmit(f), Err(Error::ForeignFrame)));
+        assert!(nic_b.census().is_conserved());
+    }
+}

@@ -1,0 +1,135 @@
+//! The software receive paths over one shared RX ring: the SOFT-LRP demux step and the
+//! eager baseline's poll step. Both run inside [`Nic::poll_rx`](crate::Nic::poll_rx),
+//! under the poll-step lock, and charge their CPU time to the NIC's own account.
+//!
+//! **SOFT-LRP** ([`demux_step`]) does per frame only what early demultiplexing needs — a
+//! one-pass [`classify`] and a [`Demux`](lrp_core::demux::Demux) lookup — and pushes the
+//! frame to its endpoint's [`NiChannel`](lrp_core::channel::NiChannel). When that channel
+//! is full the frame is discarded at once (its chunk goes straight back to the pool) and
+//! counted on the endpoint as [`DropReason::SoftDiscard`]: no checksum, no protocol work
+//! was spent on it. Checksums and protocol processing happen later, when the endpoint's
+//! owner receives, on its thread.
+//!
+//! **EAGER** ([`eager_step`]) is the conventional path: the "interrupt" half moves every
+//! frame the NIC has into one shared input queue (dropping when it is full, with nobody
+//! to blame), and the "software interrupt" half does the protocol work for every queued
+//! frame — classification, checksum verification ([`lrp_core::wire::verify`]), lookup —
+//! before queueing it to its endpoint, where it is dropped if the endpoint's queue is
+//! full ([`DropReason::EndpointFull`]), after the work was spent. The CPU time is charged
+//! to the NIC, not to the endpoint it was spent for: the eager path cannot tell.
+
+use lrp_core::account::DropReason;
+use lrp_core::demux::{ChannelId, Verdict};
+use lrp_core::eager::{Disposition, EagerPipeline, Fate};
+use lrp_core::flow::{classify, Classification};
+use lrp_core::wire;
+
+use crate::backend::NO_CHANNEL;
+use crate::nic::{NicInner, Table};
+use crate::pool::Frame;
+use crate::sys;
+
+/// The demux verdict for a classified frame, with a listener entry that has only a SYN
+/// channel resolved to the default action.
+fn lookup(table: &Table, class: &Classification) -> Verdict {
+    match table.demux.lookup(class) {
+        Verdict::Channel(NO_CHANNEL) => table.demux.default_action().verdict(),
+        v => v,
+    }
+}
+
+/// SOFT-LRP: take up to `budget` frames from the shared RX ring and demultiplex each to
+/// its channel, discarding early when the channel is full. Returns how many frames were
+/// taken.
+pub(crate) fn demux_step(inner: &NicInner, scratch: &mut Vec<Frame>, budget: usize) -> usize {
+    let n = inner.backend.rx_burst(budget, scratch);
+    if n == 0 {
+        return 0;
+    }
+    let t0 = sys::thread_cpu_ns();
+    let mut bytes = 0u64;
+    {
+        let table = inner.read_table();
+        for frame in scratch.drain(..) {
+            let len = frame.len();
+            bytes += len as u64;
+            let class = classify(&frame);
+            match lookup(&table, &class) {
+                Verdict::Channel(id) => match table.channel(id) {
+                    Some(ch) => match ch.endpoint.channel().push(frame, len) {
+                        Ok(()) => ch.notifier.notify(),
+                        // Early discard: the frame is dropped here, its chunk returns to
+                        // the pool before any protocol work.
+                        Err(_frame) => ch.endpoint.account().record_drop(DropReason::SoftDiscard),
+                    },
+                    None => inner.account.record_drop(DropReason::NoEndpoint),
+                },
+                Verdict::Pass => inner.backend.pass_to_kernel(frame),
+                Verdict::Drop => inner.account.record_drop(match class {
+                    Classification::Malformed(_) => DropReason::Malformed,
+                    _ => DropReason::NoEndpoint,
+                }),
+            }
+        }
+    }
+    inner.account.record_rx_batch(n as u64, bytes);
+    inner.account.charge_cpu(sys::thread_cpu_ns().saturating_sub(t0));
+    n
+}
+
+/// EAGER: move up to `budget` frames from the RX ring into the shared input queue, then
+/// do the protocol work for up to `budget` queued frames and queue them to their
+/// endpoints. Returns how many frames were taken from the RX ring.
+pub(crate) fn eager_step(
+    inner: &NicInner,
+    eager: &EagerPipeline<Frame>,
+    scratch: &mut Vec<Frame>,
+    budget: usize,
+) -> usize {
+    let n = inner.backend.rx_burst(budget, scratch);
+    let mut bytes = 0u64;
+    for frame in scratch.drain(..) {
+        bytes += frame.len() as u64;
+        // A full shared queue hands the frame back; dropping it returns the chunk.
+        let _ = eager.ingress(frame);
+    }
+    if n > 0 {
+        inner.account.record_rx_batch(n as u64, bytes);
+    }
+    if eager.backlog() == 0 || budget == 0 {
+        return n;
+    }
+    let t0 = sys::thread_cpu_ns();
+    let mut touched: Vec<ChannelId> = Vec::new();
+    {
+        let table = inner.read_table();
+        let work = |frame: &mut Frame| {
+            let class = classify(frame);
+            let disposition = Disposition::from_verdict(&class, lookup(&table, &class));
+            if let Disposition::Deliver(id) = disposition {
+                if wire::verify(frame, &class).is_err() {
+                    return Disposition::Drop(DropReason::BadChecksum);
+                }
+                if touched.last() != Some(&id) {
+                    touched.push(id);
+                }
+            }
+            disposition
+        };
+        eager.process(&table.endpoints, budget, work, |undelivered| {
+            if undelivered.fate == Fate::Pass {
+                inner.backend.pass_to_kernel(undelivered.frame);
+            }
+        });
+        // Wake receivers only after their frames are queued.
+        touched.sort_unstable();
+        touched.dedup();
+        for id in touched {
+            if let Some(ch) = table.channel(id) {
+                ch.notifier.notify();
+            }
+        }
+    }
+    inner.account.charge_cpu(sys::thread_cpu_ns().saturating_sub(t0));
+    n
+}

@@ -1,0 +1,1 @@
+//! Sockets over smoltcp with lazy receiver processing (being written).

@@ -1,0 +1,132 @@
+//! The few system calls the channel layer needs: `eventfd`, `poll` and the thread CPU
+//! clock. Every call goes through this module (one of lrp-net's named `unsafe` modules),
+//! so the rest of the crate stays safe.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+/// A non-blocking Linux `eventfd`: a kernel counter that is readable (for `poll`) while
+/// non-zero. Used to wake a thread blocked in [`poll_readable`].
+#[derive(Debug)]
+pub(crate) struct EventFd {
+    fd: OwnedFd,
+}
+
+impl EventFd {
+    /// A new eventfd with counter 0 (not readable).
+    pub(crate) fn new() -> io::Result<EventFd> {
+        // SAFETY: plain syscall with constant flags; the result is checked.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a freshly created descriptor that nothing else owns.
+        Ok(EventFd { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+    }
+
+    /// Add one to the counter, making the fd readable. Never blocks: a counter at its
+    /// maximum stays readable, which is all a wake-up needs.
+    pub(crate) fn signal(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live local to an fd we own.
+        let _ = unsafe {
+            libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), std::mem::size_of::<u64>())
+        };
+    }
+
+    /// Reset the counter to zero (not readable). Returns whether it was signalled.
+    pub(crate) fn clear(&self) -> bool {
+        let mut v: u64 = 0;
+        // SAFETY: reads at most 8 bytes into a live local from an fd we own; non-blocking.
+        let n = unsafe {
+            libc::read(self.fd.as_raw_fd(), (&mut v as *mut u64).cast(), std::mem::size_of::<u64>())
+        };
+        n == std::mem::size_of::<u64>() as isize && v > 0
+    }
+}
+
+impl AsFd for EventFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Block until one of `fds` is readable or `timeout` passes (`None`: no limit). Returns
+/// one flag per fd, `true` if it was readable. An interrupted call (`EINTR`) returns all
+/// `false`; callers loop on their own condition anyway.
+pub(crate) fn poll_readable(
+    fds: &[BorrowedFd<'_>],
+    timeout: Option<Duration>,
+) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 })
+        .collect();
+    let ms: libc::c_int = match timeout {
+        None => -1,
+        // Round up so a short timeout does not become a busy 0 ms poll.
+        Some(t) => t.as_nanos().div_ceil(1_000_000).min(libc::c_int::MAX as u128) as libc::c_int,
+    };
+    // SAFETY: `pfds` is a live, correctly sized array of pollfd for the duration of the
+    // call; the descriptors are borrowed, hence open.
+    let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    if rc < 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::Interrupted {
+            return Ok(vec![false; fds.len()]);
+        }
+        return Err(err);
+    }
+    Ok(pfds.iter().map(|p| p.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0).collect())
+}
+
+/// CPU time consumed by the calling thread, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`).
+/// Used to charge protocol work to the account of whoever it was done for.
+pub(crate) fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a live, writable timespec; the clock id is a constant Linux supports.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eventfd_signal_poll_clear() {
+        let e = EventFd::new().unwrap();
+        assert_eq!(poll_readable(&[e.as_fd()], Some(Duration::ZERO)).unwrap(), vec![false]);
+        assert!(!e.clear());
+        e.signal();
+        e.signal();
+        assert_eq!(poll_readable(&[e.as_fd()], Some(Duration::ZERO)).unwrap(), vec![true]);
+        assert!(e.clear());
+        assert_eq!(poll_readable(&[e.as_fd()], Some(Duration::from_millis(1))).unwrap(), vec![false]);
+    }
+
+    #[test]
+    fn poll_wakes_from_another_thread() {
+        let e = std::sync::Arc::new(EventFd::new().unwrap());
+        let e2 = std::sync::Arc::clone(&e);
+        let t = std::thread::spawn(move || e2.signal());
+        let r = poll_readable(&[e.as_fd()], Some(Duration::from_secs(10))).unwrap();
+        t.join().unwrap();
+        assert_eq!(r, vec![true]);
+    }
+
+    #[test]
+    fn thread_cpu_clock_advances() {
+        let a = thread_cpu_ns();
+        let mut x = 0u64;
+        for i in 0..200_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(std::hint::black_box(i));
+        }
+        std::hint::black_box(x);
+        assert!(thread_cpu_ns() > a);
+    }
+}
