@@ -5,7 +5,8 @@
 //!   with an exact table of 1, 1K and 1M flows. Cases: `exact_hit` (frames of random
 //!   existing flows), `listener_hit` (a SYN to a wildcard listener, exact table probed
 //!   and missed), `miss` (nothing matches, default drop).
-//! * `lookup/exact_hit/<flows>`: `Demux::lookup` alone on pre-classified frames.
+//! * `classify/exact_hit`: `flow::classify` alone, and `lookup/exact_hit/<flows>`:
+//!   `Demux::lookup` alone on pre-classified frames, to split the ingress cost.
 //! * `overload/<mode>`: one endpoint (channel of 256) offered a burst of 4096 frames, the
 //!   receiver taking 256 per burst; the protocol work (classify + `wire::verify` +
 //!   lookup) runs where the mode puts it. Reported per *offered* frame.
@@ -20,6 +21,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use lrp_core::account::DropReason;
 use lrp_core::channel::{Endpoints, FrameLen};
 use lrp_core::demux::{ChannelId, DefaultAction, Demux, Listener, ListenerKey};
 use lrp_core::eager::{Disposition, LrpPipeline, Mode, Pipeline};
@@ -226,6 +228,7 @@ fn bench_ingress(c: &mut Criterion) {
     for flows in [1usize, 1_000, 1_000_000] {
         let s = setup(flows, &mut rng);
         let lrp = LrpPipeline::new();
+        let mut exact_frames = Vec::new();
         for case in ["exact_hit", "listener_hit", "miss"] {
             let frames = pool(&s, case, &mut rng);
             ingress.bench_function(BenchmarkId::new(case, flows), |b| {
@@ -248,17 +251,31 @@ fn bench_ingress(c: &mut Criterion) {
                 })
             });
             if case == "exact_hit" {
-                let classes: Vec<Classification> =
-                    frames.iter().map(|f| flow::classify(f)).collect();
-                lookup.push((flows, s.demux.clone(), classes));
+                exact_frames = frames;
             }
         }
+        let classes: Vec<Classification> = exact_frames.iter().map(|f| flow::classify(f)).collect();
+        lookup.push((flows, s.demux, classes, exact_frames));
     }
     ingress.finish();
 
+    // The parse alone, to split the ingress cost (same frames as exact_hit/1000000).
+    let mut group = c.benchmark_group("classify");
+    group.throughput(Throughput::Elements(POOL as u64));
+    if let Some((_, _, _, frames)) = lookup.last() {
+        group.bench_function("exact_hit", |b| {
+            b.iter(|| {
+                for f in frames {
+                    black_box(flow::classify(black_box(f)));
+                }
+            })
+        });
+    }
+    group.finish();
+
     let mut group = c.benchmark_group("lookup");
     group.throughput(Throughput::Elements(POOL as u64));
-    for (flows, demux, classes) in &lookup {
+    for (flows, demux, classes, _) in &lookup {
         group.bench_function(BenchmarkId::new("exact_hit", flows), |b| {
             b.iter(|| {
                 for class in classes {
@@ -276,17 +293,24 @@ fn bench_overload(c: &mut Criterion) {
     let frames: Vec<Vec<u8>> = (0..BURST)
         .map(|i| udp_frame([10, 1, (i >> 8) as u8, i as u8], 5000, 9000))
         .collect();
-    let mut endpoints: Endpoints<Desc> = Endpoints::new();
-    let ep = endpoints.insert(RECEIVER_BUDGET);
+    // Each mode gets its own endpoint (and account); ids are the same, so is the demux.
+    let registry = || {
+        let mut endpoints: Endpoints<Desc> = Endpoints::new();
+        let ep = endpoints.insert(RECEIVER_BUDGET);
+        (endpoints, ep)
+    };
     let mut demux = Demux::new(DefaultAction::Drop);
-    demux.insert_listener(ListenerKey::any(Proto::Udp, 9000), Listener::new(ep.id()));
+    demux.insert_listener(
+        ListenerKey::any(Proto::Udp, 9000),
+        Listener::new(registry().1.id()),
+    );
     // The protocol work: parse, verify checksums, find the endpoint.
     let work = |d: &mut Desc| {
         let bytes = &frames[d.index as usize];
         let class = flow::classify(bytes);
         match wire::verify(bytes, &class) {
             Ok(()) => Disposition::from_verdict(&class, demux.lookup(&class)),
-            Err(_) => Disposition::Drop(lrp_core::account::DropReason::BadChecksum),
+            Err(_) => Disposition::Drop(DropReason::BadChecksum),
         }
     };
 
@@ -296,6 +320,7 @@ fn bench_overload(c: &mut Criterion) {
         // The eager path's shared queue holds a whole burst: interrupt-level processing
         // keeps up with arrivals, the endpoint queue is what overflows.
         let pipeline: Pipeline<Desc> = Pipeline::new(mode, BURST);
+        let (endpoints, ep) = registry();
         let name = match mode {
             Mode::Eager => "eager",
             Mode::Lrp => "lrp",
@@ -329,10 +354,10 @@ fn bench_overload(c: &mut Criterion) {
         });
         let s = ep.account().snapshot();
         eprintln!(
-            "overload/{name}: endpoint rx {} soft_discard {} endpoint_full {}",
+            "overload/{name}: endpoint rx {} soft_discard {} endpoint_full {} (all iterations)",
             s.rx_packets,
-            s.drops(lrp_core::account::DropReason::SoftDiscard),
-            s.drops(lrp_core::account::DropReason::EndpointFull)
+            s.drops(DropReason::SoftDiscard),
+            s.drops(DropReason::EndpointFull)
         );
     }
     group.finish();

@@ -312,6 +312,7 @@ impl Demux {
     }
 
     /// The verdict for a classified frame, and which rule produced it.
+    #[inline]
     pub fn lookup_explained(&self, class: &Classification) -> (Verdict, MatchKind) {
         match *class {
             Classification::Flow { ref key, flags, .. } => self.lookup_flow(key, flags),
@@ -602,6 +603,65 @@ mod tests {
         assert_eq!(d.flows_len(), 1);
         assert_eq!(d.remove_listener(&lk), Some(Listener::new(ChannelId(4))));
         assert_eq!(d.remove_listener(&lk), None);
+    }
+
+    /// Ethernet + IPv4 (checksums left zero: classification does not verify them).
+    fn ipv4_frame(proto: u8, l4: &[u8]) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        let total = (20 + l4.len()) as u16;
+        f.extend_from_slice(&[
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            proto,
+        ]);
+        f.extend_from_slice(&[0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        f.extend_from_slice(l4);
+        f
+    }
+
+    #[test]
+    fn classify_and_lookup_on_real_frames() {
+        let mut d = Demux::new(DefaultAction::Drop);
+        d.insert_listener(
+            ListenerKey::new(Proto::Udp, LOCAL, 53),
+            Listener::new(ChannelId(1)),
+        );
+        d.insert_listener(
+            ListenerKey::any(Proto::Tcp, 80),
+            Listener::new(ChannelId(2)).with_syn_channel(ChannelId(3)),
+        );
+        d.insert_host(LOCAL, ChannelId(4));
+        // UDP 10.0.0.1:1000 -> 10.0.0.2:53
+        let udp = ipv4_frame(
+            17,
+            &[0x03, 0xe8, 0, 53, 0, 12, 0, 0, b'a', b'b', b'c', b'd'],
+        );
+        let (class, verdict) = d.classify_and_lookup(&udp);
+        assert!(matches!(class, Classification::Flow { key, .. } if key.dport == 53));
+        assert_eq!(verdict, ch(1));
+        // TCP SYN and ACK to :80
+        let mut tcp = [0u8; 20];
+        tcp[0..4].copy_from_slice(&[0x9c, 0x40, 0, 80]);
+        tcp[12] = 5 << 4;
+        tcp[13] = SYN;
+        assert_eq!(d.classify_and_lookup(&ipv4_frame(6, &tcp)).1, ch(3));
+        tcp[13] = ACK;
+        assert_eq!(d.classify_and_lookup(&ipv4_frame(6, &tcp)).1, ch(2));
+        // ARP request: who has 10.0.0.2?
+        let mut arp = vec![0xff; 6];
+        arp.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+        arp.extend_from_slice(&[2, 0, 0, 0, 0, 1, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, 2]);
+        assert_eq!(d.classify_and_lookup(&arp).1, ch(4));
+        // UDP to a port nobody listens on: default.
+        let other = ipv4_frame(17, &[0x03, 0xe8, 0, 54, 0, 8, 0, 0]);
+        assert_eq!(d.classify_and_lookup(&other).1, Verdict::Drop);
     }
 
     #[test]

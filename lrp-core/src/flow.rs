@@ -48,7 +48,13 @@ pub struct FlowKey {
 impl FlowKey {
     /// The key of the opposite direction (source and destination swapped).
     pub const fn reversed(&self) -> FlowKey {
-        FlowKey { proto: self.proto, src: self.dst, dst: self.src, sport: self.dport, dport: self.sport }
+        FlowKey {
+            proto: self.proto,
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+        }
     }
 }
 
@@ -172,3 +178,30 @@ impl Malformed {
 pub fn classify(frame: &[u8]) -> Classification {
     crate::wire::classify::classify(frame)
 }
+
+impl Malformed {
+    /// A short human-readable description of the reason.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Malformed::TruncatedEthernet => "truncated Ethernet header",
+            Malformed::TruncatedIp => "truncated IP header",
+            Malformed::BadIpHeaderLen => "bad IPv4 header length",
+            Malformed::BadIpVersion => "IP version does not match the ethertype",
+            Malformed::BadIpTotalLen => "IP length inconsistent with the frame",
+            Malformed::BadIpv6ExtHeaders => "bad IPv6 extension header chain",
+            Malformed::TruncatedL4 => "truncated transport header",
+            Malformed::BadTcpDataOffset => "bad TCP data offset",
+            Malformed::BadUdpLen => "UDP length does not match the IP payload",
+            Malformed::BadArp => "bad ARP packet",
+            Malformed::BadChecksum => "bad checksum",
+        }
+    }
+}
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::error::Error for Malformed {}

@@ -12,7 +12,10 @@ use lrp_core::wire::{checksum, classify::classify, verify};
 
 macro_rules! frame {
     ($name:literal) => {
-        ($name, include_bytes!(concat!("../../fuzz/corpus/classify/", $name, ".bin")) as &[u8])
+        (
+            $name,
+            include_bytes!(concat!("../../fuzz/corpus/classify/", $name, ".bin")) as &[u8],
+        )
     };
 }
 
@@ -39,7 +42,11 @@ const FRAMES: [(&str, &[u8]); 18] = [
 ];
 
 fn get(name: &str) -> Vec<u8> {
-    FRAMES.iter().find(|(n, _)| *n == name).map(|(_, b)| b.to_vec()).expect("known frame")
+    FRAMES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, b)| b.to_vec())
+        .expect("known frame")
 }
 
 fn v4(s: &str) -> IpAddr {
@@ -51,7 +58,11 @@ fn v4(s: &str) -> IpAddr {
 fn seed_frames_classify() {
     let flow = |proto, sport, dport, l3, l4, l3_len, flags| {
         move |c: &Classification| match *c {
-            Classification::Flow { key, flags: f, offsets } => {
+            Classification::Flow {
+                key,
+                flags: f,
+                offsets,
+            } => {
                 key.proto == proto
                     && key.sport == sport
                     && key.dport == dport
@@ -63,36 +74,86 @@ fn seed_frames_classify() {
     };
     type Check = Box<dyn Fn(&Classification) -> bool>;
     let expect: Vec<(&str, Check)> = vec![
-        ("ipv4_udp_dns", Box::new(flow(Proto::Udp, 53000, 53, 14, 34, 57, 0))),
-        ("ipv4_tcp_syn", Box::new(flow(Proto::Tcp, 40000, 80, 14, 34, 60, 0x02))),
-        ("vlan_ipv4_tcp_psh", Box::new(flow(Proto::Tcp, 40000, 80, 18, 38, 79, 0x18))),
-        ("ipv4_tcp_ack_padded", Box::new(flow(Proto::Tcp, 40000, 80, 14, 34, 40, 0x10))),
-        ("ipv4_udp_zero_csum", Box::new(flow(Proto::Udp, 5000, 6000, 14, 34, 33, 0))),
-        ("ipv4_opts_udp", Box::new(flow(Proto::Udp, 1234, 5678, 14, 42, 39, 0))),
-        ("ipv4_udp_first_frag", Box::new(flow(Proto::Udp, 7000, 8000, 14, 34, 52, 0))),
-        ("ipv6_udp", Box::new(flow(Proto::Udp, 53000, 53, 14, 54, 77, 0))),
-        ("ipv6_tcp_syn", Box::new(flow(Proto::Tcp, 40001, 443, 14, 54, 80, 0x02))),
-        ("ipv6_ext_udp", Box::new(flow(Proto::Udp, 1111, 2222, 14, 70, 67, 0))),
-        ("ipv6_frag_first_udp", Box::new(flow(Proto::Udp, 3333, 4444, 14, 62, 96, 0))),
+        (
+            "ipv4_udp_dns",
+            Box::new(flow(Proto::Udp, 53000, 53, 14, 34, 57, 0)),
+        ),
+        (
+            "ipv4_tcp_syn",
+            Box::new(flow(Proto::Tcp, 40000, 80, 14, 34, 60, 0x02)),
+        ),
+        (
+            "vlan_ipv4_tcp_psh",
+            Box::new(flow(Proto::Tcp, 40000, 80, 18, 38, 79, 0x18)),
+        ),
+        (
+            "ipv4_tcp_ack_padded",
+            Box::new(flow(Proto::Tcp, 40000, 80, 14, 34, 40, 0x10)),
+        ),
+        (
+            "ipv4_udp_zero_csum",
+            Box::new(flow(Proto::Udp, 5000, 6000, 14, 34, 33, 0)),
+        ),
+        (
+            "ipv4_opts_udp",
+            Box::new(flow(Proto::Udp, 1234, 5678, 14, 42, 39, 0)),
+        ),
+        (
+            "ipv4_udp_first_frag",
+            Box::new(flow(Proto::Udp, 7000, 8000, 14, 34, 52, 0)),
+        ),
+        (
+            "ipv6_udp",
+            Box::new(flow(Proto::Udp, 53000, 53, 14, 54, 77, 0)),
+        ),
+        (
+            "ipv6_tcp_syn",
+            Box::new(flow(Proto::Tcp, 40001, 443, 14, 54, 80, 0x02)),
+        ),
+        (
+            "ipv6_ext_udp",
+            Box::new(flow(Proto::Udp, 1111, 2222, 14, 70, 67, 0)),
+        ),
+        (
+            "ipv6_frag_first_udp",
+            Box::new(flow(Proto::Udp, 3333, 4444, 14, 62, 96, 0)),
+        ),
         (
             "ipv4_icmp_echo",
             Box::new(|c: &Classification| {
-                *c == Classification::Icmp { dst: v4("192.168.1.20"), icmp_type: 8 }
+                *c == Classification::Icmp {
+                    dst: v4("192.168.1.20"),
+                    icmp_type: 8,
+                }
             }),
         ),
         (
             "ipv6_icmp_echo",
             Box::new(|c: &Classification| {
-                *c == Classification::Icmp { dst: v4("2001:db8::20"), icmp_type: 128 }
+                *c == Classification::Icmp {
+                    dst: v4("2001:db8::20"),
+                    icmp_type: 128,
+                }
             }),
         ),
-        ("ipv4_udp_later_frag", Box::new(|c: &Classification| *c == Classification::Fragment)),
-        ("ipv6_frag_later", Box::new(|c: &Classification| *c == Classification::Fragment)),
-        ("ipv4_gre_other", Box::new(|c: &Classification| *c == Classification::OtherIp(47))),
+        (
+            "ipv4_udp_later_frag",
+            Box::new(|c: &Classification| *c == Classification::Fragment),
+        ),
+        (
+            "ipv6_frag_later",
+            Box::new(|c: &Classification| *c == Classification::Fragment),
+        ),
+        (
+            "ipv4_gre_other",
+            Box::new(|c: &Classification| *c == Classification::OtherIp(47)),
+        ),
         (
             "arp_request",
             Box::new(|c: &Classification| {
-                *c == Classification::Arp { target: Ipv4Addr::new(192, 168, 1, 20) }
+                *c == Classification::Arp {
+                    target: Ipv4Addr::new(192, 168, 1, 20),
+                }
             }),
         ),
         (
@@ -105,7 +166,11 @@ fn seed_frames_classify() {
         let f = get(name);
         let c = classify(&f);
         assert!(check(&c), "{name}: {c:?}");
-        assert_eq!(verify(&f, &c), Ok(()), "{name}: checksums of the seed frame");
+        assert_eq!(
+            verify(&f, &c),
+            Ok(()),
+            "{name}: checksums of the seed frame"
+        );
     }
 }
 
@@ -128,14 +193,38 @@ fn layout(f: &[u8]) -> Layout {
         0x0800 => {
             let ihl = usize::from(f[l3] & 0xf) * 4;
             let total = usize::from(u16::from_be_bytes([f[l3 + 2], f[l3 + 3]]));
-            Layout { l3, l3_min: 20, l3_hdr: ihl, end: l3 + total, is_arp: false }
+            Layout {
+                l3,
+                l3_min: 20,
+                l3_hdr: ihl,
+                end: l3 + total,
+                is_arp: false,
+            }
         }
         0x86dd => {
             let plen = usize::from(u16::from_be_bytes([f[l3 + 4], f[l3 + 5]]));
-            Layout { l3, l3_min: 40, l3_hdr: 40, end: l3 + 40 + plen, is_arp: false }
+            Layout {
+                l3,
+                l3_min: 40,
+                l3_hdr: 40,
+                end: l3 + 40 + plen,
+                is_arp: false,
+            }
         }
-        0x0806 => Layout { l3, l3_min: 28, l3_hdr: 28, end: l3 + 28, is_arp: true },
-        _ => Layout { l3, l3_min: 0, l3_hdr: 0, end: l3, is_arp: false },
+        0x0806 => Layout {
+            l3,
+            l3_min: 28,
+            l3_hdr: 28,
+            end: l3 + 28,
+            is_arp: true,
+        },
+        _ => Layout {
+            l3,
+            l3_min: 0,
+            l3_hdr: 0,
+            end: l3,
+            is_arp: false,
+        },
     }
 }
 
@@ -215,7 +304,10 @@ fn consistent_ip_truncation_reaches_transport_reasons() {
                 ),
                 _ => false,
             };
-            assert!(ok, "{name}: IP packet cut to {len} bytes gave {got:?} (whole: {whole:?})");
+            assert!(
+                ok,
+                "{name}: IP packet cut to {len} bytes gave {got:?} (whole: {whole:?})"
+            );
             if let Classification::Malformed(r) = got {
                 assert_eq!(verify(&f, &got), Err(r));
             }
@@ -249,19 +341,74 @@ fn table_of_malformed_frames() {
     let table: [(&str, &Vec<u8>, Edit, Malformed); 15] = [
         ("IHL 4", &dns, |f| f[14] = 0x44, Malformed::BadIpHeaderLen),
         ("IHL 0", &dns, |f| f[14] = 0x40, Malformed::BadIpHeaderLen),
-        ("IHL 15 beyond frame", &get("ipv4_gre_other"), |f| f[14] = 0x4f, Malformed::BadIpHeaderLen),
-        ("total length beyond frame", &dns, |f| f[17] += 1, Malformed::BadIpTotalLen),
-        ("total length below header", &dns, |f| f[16..18].copy_from_slice(&[0, 19]), Malformed::BadIpTotalLen),
-        ("IPv6 version in IPv4 ethertype", &dns, |f| f[14] = 0x65, Malformed::BadIpVersion),
-        ("TCP data offset 4", &syn, |f| f[46] = 0x40, Malformed::BadTcpDataOffset),
-        ("TCP data offset 0", &syn, |f| f[46] = 0x00, Malformed::BadTcpDataOffset),
-        ("TCP data offset beyond packet", &syn, |f| f[46] = 0xf0, Malformed::BadTcpDataOffset),
-        ("UDP length too long", &dns, |f| f[39] += 1, Malformed::BadUdpLen),
-        ("UDP length too short", &dns, |f| f[39] -= 1, Malformed::BadUdpLen),
-        ("UDP length below 8", &dns, |f| f[38..40].copy_from_slice(&[0, 7]), Malformed::BadUdpLen),
+        (
+            "IHL 15 beyond frame",
+            &get("ipv4_gre_other"),
+            |f| f[14] = 0x4f,
+            Malformed::BadIpHeaderLen,
+        ),
+        (
+            "total length beyond frame",
+            &dns,
+            |f| f[17] += 1,
+            Malformed::BadIpTotalLen,
+        ),
+        (
+            "total length below header",
+            &dns,
+            |f| f[16..18].copy_from_slice(&[0, 19]),
+            Malformed::BadIpTotalLen,
+        ),
+        (
+            "IPv6 version in IPv4 ethertype",
+            &dns,
+            |f| f[14] = 0x65,
+            Malformed::BadIpVersion,
+        ),
+        (
+            "TCP data offset 4",
+            &syn,
+            |f| f[46] = 0x40,
+            Malformed::BadTcpDataOffset,
+        ),
+        (
+            "TCP data offset 0",
+            &syn,
+            |f| f[46] = 0x00,
+            Malformed::BadTcpDataOffset,
+        ),
+        (
+            "TCP data offset beyond packet",
+            &syn,
+            |f| f[46] = 0xf0,
+            Malformed::BadTcpDataOffset,
+        ),
+        (
+            "UDP length too long",
+            &dns,
+            |f| f[39] += 1,
+            Malformed::BadUdpLen,
+        ),
+        (
+            "UDP length too short",
+            &dns,
+            |f| f[39] -= 1,
+            Malformed::BadUdpLen,
+        ),
+        (
+            "UDP length below 8",
+            &dns,
+            |f| f[38..40].copy_from_slice(&[0, 7]),
+            Malformed::BadUdpLen,
+        ),
         ("ARP hardware type", &arp, |f| f[15] = 6, Malformed::BadArp),
         ("ARP operation 0", &arp, |f| f[21] = 0, Malformed::BadArp),
-        ("IPv6 ext header runs past payload", &v6_ext, |f| f[55] = 9, Malformed::BadIpv6ExtHeaders),
+        (
+            "IPv6 ext header runs past payload",
+            &v6_ext,
+            |f| f[55] = 9,
+            Malformed::BadIpv6ExtHeaders,
+        ),
     ];
     for (what, base, edit, expected) in table {
         let mut f = base.clone();
@@ -298,24 +445,27 @@ fn table_of_malformed_frames() {
 fn table_of_bad_checksums() {
     // (frame, byte to corrupt) — each corruption breaks exactly one checksum.
     let cases: [(&str, usize); 12] = [
-        ("ipv4_udp_dns", 24),        // IPv4 header checksum field
-        ("ipv4_udp_dns", 26),        // source address: IP header and UDP pseudo header
-        ("ipv4_udp_dns", 40),        // UDP checksum field
-        ("ipv4_udp_dns", 60),        // UDP payload
-        ("ipv4_tcp_syn", 50),        // TCP checksum field
-        ("ipv4_tcp_syn", 60),        // TCP option
-        ("vlan_ipv4_tcp_psh", 90),   // TCP payload behind a VLAN tag
-        ("ipv4_icmp_echo", 50),      // ICMP data
-        ("ipv4_opts_udp", 36),       // IPv4 option byte (header checksum)
-        ("ipv6_udp", 70),            // UDP payload over IPv6
-        ("ipv6_tcp_syn", 30),        // IPv6 source address (pseudo header)
-        ("ipv6_icmp_echo", 65),      // ICMPv6 data
+        ("ipv4_udp_dns", 24),      // IPv4 header checksum field
+        ("ipv4_udp_dns", 26),      // source address: IP header and UDP pseudo header
+        ("ipv4_udp_dns", 40),      // UDP checksum field
+        ("ipv4_udp_dns", 60),      // UDP payload
+        ("ipv4_tcp_syn", 50),      // TCP checksum field
+        ("ipv4_tcp_syn", 60),      // TCP option
+        ("vlan_ipv4_tcp_psh", 90), // TCP payload behind a VLAN tag
+        ("ipv4_icmp_echo", 50),    // ICMP data
+        ("ipv4_opts_udp", 36),     // IPv4 option byte (header checksum)
+        ("ipv6_udp", 70),          // UDP payload over IPv6
+        ("ipv6_tcp_syn", 30),      // IPv6 source address (pseudo header)
+        ("ipv6_icmp_echo", 65),    // ICMPv6 data
     ];
     for (name, at) in cases {
         let mut f = get(name);
         f[at] ^= 0x40;
         let c = classify(&f);
-        assert!(!matches!(c, Classification::Malformed(_)), "{name}@{at}: {c:?}");
+        assert!(
+            !matches!(c, Classification::Malformed(_)),
+            "{name}@{at}: {c:?}"
+        );
         assert_eq!(verify(&f, &c), Err(Malformed::BadChecksum), "{name}@{at}");
     }
 
@@ -324,7 +474,10 @@ fn table_of_bad_checksums() {
     assert_eq!(verify(&zero, &classify(&zero)), Ok(()));
     let mut v6_zero = get("ipv6_udp");
     v6_zero[60..62].fill(0);
-    assert_eq!(verify(&v6_zero, &classify(&v6_zero)), Err(Malformed::BadChecksum));
+    assert_eq!(
+        verify(&v6_zero, &classify(&v6_zero)),
+        Err(Malformed::BadChecksum)
+    );
 
     // A first fragment: only the IP header is checked (the UDP checksum covers the
     // reassembled datagram), so corrupting its UDP payload is not detected here.
@@ -332,12 +485,19 @@ fn table_of_bad_checksums() {
     first[50] ^= 1;
     assert_eq!(verify(&first, &classify(&first)), Ok(()));
     first[22] ^= 1; // TTL: header checksum
-    assert_eq!(verify(&first, &classify(&first)), Err(Malformed::BadChecksum));
+    assert_eq!(
+        verify(&first, &classify(&first)),
+        Err(Malformed::BadChecksum)
+    );
 
     // A later fragment and another protocol: the IPv4 header checksum still counts.
     for name in ["ipv4_udp_later_frag", "ipv4_gre_other"] {
         let mut f = get(name);
         f[22] ^= 1;
-        assert_eq!(verify(&f, &classify(&f)), Err(Malformed::BadChecksum), "{name}");
+        assert_eq!(
+            verify(&f, &classify(&f)),
+            Err(Malformed::BadChecksum),
+            "{name}"
+        );
     }
 }

@@ -74,6 +74,10 @@ pub(crate) enum Readiness<'a> {
     Notifier(&'a Notifier),
     /// Signalled by the kernel, level-triggered: `POLLIN` while the queue is non-empty (an
     /// AF_XDP socket fd). Polling it also kicks the driver when the ring needs a wake-up.
+    #[allow(
+        dead_code,
+        reason = "constructed by the AF_XDP backend, which is not wired yet"
+    )]
     Fd(BorrowedFd<'a>),
 }
 

@@ -195,8 +195,9 @@ impl NicConfig {
         self.tx_ring = entries;
         self
     }
-    /// Entries of the fill ring; the poll step keeps it full (as far as the pool allows).
-    /// Power of two.
+    /// Entries of the fill ring. Power of two. The poll step keeps
+    /// `min(fill_ring, frame_count / 2)` frames posted in it (as far as the pool allows),
+    /// leaving the rest of the pool to channels, the application and TX.
     pub fn fill_ring(mut self, entries: u32) -> Self {
         self.fill_ring = entries;
         self
@@ -298,22 +299,34 @@ impl NicConfig {
 
     /// Check the settings the pool does not check itself.
     pub(crate) fn validate(&self) -> Result<()> {
-        let rings = [self.rx_ring, self.tx_ring, self.fill_ring, self.completion_ring];
+        let rings = [
+            self.rx_ring,
+            self.tx_ring,
+            self.fill_ring,
+            self.completion_ring,
+        ];
         if rings.iter().any(|r| !r.is_power_of_two()) {
-            return Err(Error::InvalidConfig("ring sizes must be non-zero powers of two"));
+            return Err(Error::InvalidConfig(
+                "ring sizes must be non-zero powers of two",
+            ));
         }
         if self.eager_queue == 0 {
-            return Err(Error::InvalidConfig("the eager input queue needs room for a frame"));
+            return Err(Error::InvalidConfig(
+                "the eager input queue needs room for a frame",
+            ));
         }
         if self.batch == 0 {
-            return Err(Error::InvalidConfig("the poll batch must be at least one frame"));
+            return Err(Error::InvalidConfig(
+                "the poll batch must be at least one frame",
+            ));
         }
         Ok(())
     }
 
-    /// Frames the fill ring is kept at.
+    /// Frames the fill ring is kept at: at most half the pool, so that the other half
+    /// stays for channels, the application and TX.
     pub(crate) fn fill_target(&self) -> usize {
-        self.fill_ring.min(self.frame_count) as usize
+        self.fill_ring.min(self.frame_count / 2).max(1) as usize
     }
 }
 
@@ -365,7 +378,12 @@ impl Rule {
     /// `Rule::from` / `.into()`, or make it a new-connection rule with
     /// [`ListenerRule::syn_only`].
     pub fn listener(proto: Proto, addr: impl Into<Option<IpAddr>>, port: u16) -> ListenerRule {
-        ListenerKey { proto, addr: addr.into(), port }.into()
+        ListenerKey {
+            proto,
+            addr: addr.into(),
+            port,
+        }
+        .into()
     }
 
     /// ARP for, and ICMP to, a local address.
@@ -407,7 +425,7 @@ impl From<ListenerRule> for Rule {
 
 /// Statistics of one channel. Counters are monotonic; a snapshot taken while frames move
 /// is approximate, one taken at a quiescent point exact.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChannelStats {
     /// The channel.
     pub id: ChannelId,
@@ -491,13 +509,8 @@ impl Census {
     /// ring counts match the chunks in the kernel state, the channel and application
     /// counts match the chunks held, and the pool saw no violation.
     pub fn is_conserved(&self) -> bool {
-        let parts = self.free
-            + self.fill
-            + self.rx
-            + self.channels
-            + self.held
-            + self.tx
-            + self.completion;
+        let parts =
+            self.free + self.fill + self.rx + self.channels + self.held + self.tx + self.completion;
         parts == self.total
             && self.pool.is_conserved()
             && self.pool.violations == 0
@@ -550,7 +563,7 @@ pub(crate) enum RxPath {
     /// SOFT-LRP: the demux step needs no state beyond the table.
     Soft,
     /// EAGER: the shared input queue and its accounting.
-    Eager(EagerPipeline<Frame>),
+    Eager(Box<EagerPipeline<Frame>>),
 }
 
 pub(crate) struct NicInner {
@@ -579,7 +592,8 @@ impl NicInner {
         self.table.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Run the poll step if no other thread is running it. Returns whether it ran.
+    /// Run the poll step if no other thread is running it. Returns the frames it took
+    /// from the shared RX ring, or `None` if another thread holds the step.
     fn try_step(&self, budget: usize) -> Option<usize> {
         match self.step.try_lock() {
             Ok(mut scratch) => Some(self.step_locked(&mut scratch, budget)),
@@ -659,8 +673,8 @@ impl Nic {
             config.nic.frame_size,
             config.nic.headroom,
         )?;
-        let backend = Arc::new(SimBackend::new(&config, pool.clone())?);
-        let nic = Nic::from_backend(config.nic.clone(), pool, backend.clone())?;
+        let backend = Arc::new(SimBackend::new(&config, pool)?);
+        let nic = Nic::from_backend(config.nic.clone(), backend.clone())?;
         Ok((nic, SimPeer::new(backend)))
     }
 
@@ -679,16 +693,13 @@ impl Nic {
     }
 
     /// Build a NIC over a backend: the seam where a real backend plugs in.
-    pub(crate) fn from_backend(
-        config: NicConfig,
-        pool: FramePool,
-        backend: Arc<dyn Backend>,
-    ) -> Result<Nic> {
+    pub(crate) fn from_backend(config: NicConfig, backend: Arc<dyn Backend>) -> Result<Nic> {
         config.validate()?;
+        let pool = backend.pool().clone();
         let path = match config.mode {
             Mode::NiLrp => RxPath::Ni,
             Mode::SoftLrp => RxPath::Soft,
-            Mode::Eager => RxPath::Eager(EagerPipeline::new(config.eager_queue as usize)),
+            Mode::Eager => RxPath::Eager(Box::new(EagerPipeline::new(config.eager_queue as usize))),
         };
         if config.mode == Mode::NiLrp {
             backend.sync_default(config.default_action);
@@ -710,7 +721,9 @@ impl Nic {
             starving: AtomicBool::new(!full),
             config,
         };
-        Ok(Nic { inner: Arc::new(inner) })
+        Ok(Nic {
+            inner: Arc::new(inner),
+        })
     }
 
     /// The receive path.
@@ -740,7 +753,9 @@ impl Nic {
         let rule = rule.into();
         check_rule(&rule)?;
         if capacity == 0 {
-            return Err(Error::InvalidConfig("a channel needs room for at least one frame"));
+            return Err(Error::InvalidConfig(
+                "a channel needs room for at least one frame",
+            ));
         }
         let inner = &self.inner;
         let mut table = inner.write_table();
@@ -796,7 +811,10 @@ impl Nic {
         table.channels[slot] = Some(Arc::clone(&shared));
         self.install(&mut table, &shared, rule);
         drop(table);
-        Ok(Channel { nic: self.clone(), shared })
+        Ok(Channel {
+            nic: self.clone(),
+            shared,
+        })
     }
 
     /// Close a channel: remove its rules and its endpoint; frames still queued go back to
@@ -818,7 +836,9 @@ impl Nic {
 
     /// Block until the shared RX ring has frames for [`poll_rx`](Self::poll_rx), or until
     /// `timeout` (`None`: no limit). Returns whether frames are pending. For a dedicated
-    /// poll thread in SOFT-LRP or EAGER. In NI-LRP there is no shared ring: the call
+    /// poll thread in SOFT-LRP or EAGER: `loop { nic.wait_rx(None)?; nic.poll_rx(64); }`.
+    /// While the pool is exhausted it returns after at most 1 ms, so that the loop's poll
+    /// step refills the fill ring as frames are freed. In NI-LRP there is no shared ring: the call
     /// sleeps for `timeout` (or 1 ms if `None`) and returns `false`, which paces a service
     /// loop that keeps the fill ring full and the gates current.
     pub fn wait_rx(&self, timeout: Option<Duration>) -> Result<bool> {
@@ -839,11 +859,15 @@ impl Nic {
                 armed.finish(false);
                 return Ok(false);
             };
-            let wait = if inner.starving.load(Ordering::Relaxed) {
-                Some(wait.map_or(SERVICE_SLICE, |w| w.min(SERVICE_SLICE)))
-            } else {
-                wait
-            };
+            if inner.starving.load(Ordering::Relaxed) {
+                // The pool is exhausted and frames freed elsewhere signal nothing: return
+                // after a slice so that the caller's poll step can refill the fill ring.
+                let slice = wait.map_or(SERVICE_SLICE, |w| w.min(SERVICE_SLICE));
+                sys::poll_readable(&[armed.fd()], Some(slice))?;
+                let pending = inner.backend.rx_pending();
+                armed.finish(pending);
+                return Ok(pending);
+            }
             sys::poll_readable(&[armed.fd()], wait)?;
             armed.finish(false);
         }
@@ -989,7 +1013,10 @@ impl Nic {
                 None
             }
             (plain, syn) => {
-                let listener = Listener { channel: plain.unwrap_or(NO_CHANNEL), syn_channel: syn };
+                let listener = Listener {
+                    channel: plain.unwrap_or(NO_CHANNEL),
+                    syn_channel: syn,
+                };
                 table.demux.insert_listener(key, listener);
                 Some(listener)
             }
@@ -1106,7 +1133,7 @@ impl<'a> Armed<'a> {
 ///
 /// // An echo server: swap the addresses in place and send the same frame back.
 /// let mut frame = ch.recv().unwrap();
-/// build::swap_udp_v4_endpoints(&mut frame);
+/// build::swap_endpoints_v4(&mut frame);
 /// ch.transmit(frame)?;
 ///
 /// let sent = peer.take_tx();
@@ -1222,7 +1249,14 @@ impl Channel {
     pub fn recv_batch(&self, max: usize, out: &mut Vec<Frame>) -> usize {
         let start = out.len();
         let mut n = self.pop_batch(max, out);
-        if n == 0 && max > 0 && self.nic.inner.try_step(self.nic.inner.config.batch).is_some() {
+        if n == 0
+            && max > 0
+            && self
+                .nic
+                .inner
+                .try_step(self.nic.inner.config.batch)
+                .is_some()
+        {
             n = self.pop_batch(max, out);
         }
         let bytes: usize = out[start..].iter().map(|f| f.len()).sum();
@@ -1235,7 +1269,11 @@ impl Channel {
     fn pop_batch(&self, max: usize, out: &mut Vec<Frame>) -> usize {
         match &self.shared.ni {
             Some(q) => q.recv_burst(max, out),
-            None => self.shared.endpoint.channel().pop_batch(max, |f| out.push(f)),
+            None => self
+                .shared
+                .endpoint
+                .channel()
+                .pop_batch(max, |f| out.push(f)),
         }
     }
 
@@ -1340,7 +1378,12 @@ impl Channel {
             Some(q) => (q.len(), q.capacity(), q.gate_closings(), q.drops()),
             None => {
                 let c = s.endpoint.channel();
-                (c.len(), c.capacity(), c.counters().gate_closings, Default::default())
+                (
+                    c.len(),
+                    c.capacity(),
+                    c.counters().gate_closings,
+                    Default::default(),
+                )
             }
         };
         account.drops[DropReason::Gate.index()] += ni.gate;
@@ -1376,6 +1419,7 @@ impl Drop for Channel {
 mod tests {
     use super::*;
     use crate::sim::build;
+    use lrp_core::flow::TcpFlags;
     use std::net::{Ipv4Addr, SocketAddrV4};
 
     fn sim(mode: Mode) -> (Nic, SimPeer) {
@@ -1394,9 +1438,22 @@ mod tests {
     }
 
     #[test]
+    fn handles_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Nic>();
+        check::<Channel>();
+        check::<Frame>();
+        check::<FramePool>();
+        check::<SimPeer>();
+    }
+
+    #[test]
     fn config_validation() {
         let bad = NicConfig::default().rx_ring(100);
-        assert!(matches!(Nic::sim(SimConfig::new(bad)), Err(Error::InvalidConfig(_))));
+        assert!(matches!(
+            Nic::sim(SimConfig::new(bad)),
+            Err(Error::InvalidConfig(_))
+        ));
         let bad = NicConfig::default().frame_size(1000);
         assert!(matches!(Nic::sim(SimConfig::new(bad)), Err(Error::Pool(_))));
         assert!(matches!(
@@ -1408,21 +1465,33 @@ mod tests {
     #[test]
     fn rules_are_exclusive_and_released_on_drop() {
         let (nic, _peer) = sim(Mode::SoftLrp);
-        let a = nic.channel(Rule::listener(Proto::Udp, None, 53), 8).unwrap();
+        let a = nic
+            .channel(Rule::listener(Proto::Udp, None, 53), 8)
+            .unwrap();
         assert!(matches!(
             nic.channel(Rule::listener(Proto::Udp, None, 53), 8),
             Err(Error::RuleInUse(_))
         ));
         // A SYN rule is a different rule for the same key.
-        let syn = nic.channel(Rule::listener(Proto::Tcp, None, 80).syn_only(), 8).unwrap();
+        let syn = nic
+            .channel(Rule::listener(Proto::Tcp, None, 80).syn_only(), 8)
+            .unwrap();
         assert!(matches!(
             nic.channel(Rule::listener(Proto::Udp, None, 80).syn_only(), 8),
             Err(Error::InvalidRule { .. })
         ));
-        assert!(matches!(nic.channel(Rule::host(Ipv4Addr::LOCALHOST.into()), 0), Err(_)));
+        assert!(matches!(
+            nic.channel(Rule::host(Ipv4Addr::LOCALHOST.into()), 0),
+            Err(Error::InvalidConfig(_))
+        ));
         drop(a);
-        let b = nic.channel(Rule::listener(Proto::Udp, None, 53), 8).unwrap();
-        assert_eq!(b.rules(), vec![Rule::from(Rule::listener(Proto::Udp, None, 53))]);
+        let b = nic
+            .channel(Rule::listener(Proto::Udp, None, 53), 8)
+            .unwrap();
+        assert_eq!(
+            b.rules(),
+            vec![Rule::from(Rule::listener(Proto::Udp, None, 53))]
+        );
         drop(syn);
         assert_eq!(nic.stats().channels, 1);
         let table = nic.inner.read_table();
@@ -1432,22 +1501,36 @@ mod tests {
     #[test]
     fn add_and_remove_rules() {
         let (nic, peer) = sim(Mode::SoftLrp);
-        let ch = nic.channel(Rule::listener(Proto::Udp, None, 1000), 8).unwrap();
+        let ch = nic
+            .channel(Rule::listener(Proto::Udp, None, 1000), 8)
+            .unwrap();
         ch.add_rule(Rule::listener(Proto::Udp, None, 1001)).unwrap();
         assert!(matches!(
             ch.add_rule(Rule::listener(Proto::Udp, None, 1001)),
             Err(Error::RuleInUse(_))
         ));
         for port in [1000, 1001] {
-            assert!(peer.inject(&build::udp_v4(sa([10, 0, 0, 1], 1), sa([10, 0, 0, 2], port), b"")));
+            assert!(peer.inject(&build::udp_v4(
+                sa([10, 0, 0, 1], 1),
+                sa([10, 0, 0, 2], port),
+                b""
+            )));
         }
         let mut got = Vec::new();
         assert_eq!(ch.recv_batch(10, &mut got), 2);
         assert!(ch.remove_rule(&Rule::from(Rule::listener(Proto::Udp, None, 1001))));
         assert!(!ch.remove_rule(&Rule::from(Rule::listener(Proto::Udp, None, 1001))));
-        assert!(peer.inject(&build::udp_v4(sa([10, 0, 0, 1], 1), sa([10, 0, 0, 2], 1001), b"")));
+        assert!(peer.inject(&build::udp_v4(
+            sa([10, 0, 0, 1], 1),
+            sa([10, 0, 0, 2], 1001),
+            b""
+        )));
         assert!(ch.recv().is_none());
-        assert_eq!(peer.take_kernel().len(), 1, "unclaimed now: passed to the kernel");
+        assert_eq!(
+            peer.take_kernel().len(),
+            1,
+            "unclaimed now: passed to the kernel"
+        );
         drop(got);
         assert!(nic.census().is_conserved());
     }
@@ -1456,15 +1539,21 @@ mod tests {
     fn syn_rule_without_listener_takes_default_for_other_segments() {
         for mode in [Mode::SoftLrp, Mode::Eager, Mode::NiLrp] {
             let (nic, peer) = sim(mode);
-            let syn = nic.channel(Rule::listener(Proto::Tcp, None, 80).syn_only(), 8).unwrap();
+            let syn = nic
+                .channel(Rule::listener(Proto::Tcp, None, 80).syn_only(), 8)
+                .unwrap();
             let c = sa([10, 0, 0, 1], 4000);
             let s = sa([10, 0, 0, 2], 80);
-            assert!(peer.inject(&build::tcp_v4(c, s, build::TCP_SYN, b"")));
-            assert!(peer.inject(&build::tcp_v4(c, s, build::TCP_ACK, b"")));
+            assert!(peer.inject(&build::tcp_v4(c, s, TcpFlags::SYN, b"")));
+            assert!(peer.inject(&build::tcp_v4(c, s, TcpFlags::ACK, b"")));
             nic.poll_rx(64);
             assert!(syn.recv().is_some(), "{mode:?}");
             assert!(syn.recv().is_none(), "{mode:?}");
-            assert_eq!(peer.take_kernel().len(), 1, "{mode:?}: ACK passed to the kernel");
+            assert_eq!(
+                peer.take_kernel().len(),
+                1,
+                "{mode:?}: ACK passed to the kernel"
+            );
             assert!(nic.census().is_conserved());
         }
     }
@@ -1477,7 +1566,11 @@ mod tests {
             assert!(!ch.wait(Some(Duration::from_millis(5))).unwrap());
             let t = std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(20));
-                peer.inject(&build::udp_v4(sa([10, 0, 0, 1], 1), sa([10, 0, 0, 2], 9), b"x"))
+                peer.inject(&build::udp_v4(
+                    sa([10, 0, 0, 1], 1),
+                    sa([10, 0, 0, 2], 9),
+                    b"x",
+                ))
             });
             assert!(ch.wait(Some(Duration::from_secs(10))).unwrap(), "{mode:?}");
             assert!(t.join().unwrap());
@@ -1489,7 +1582,11 @@ mod tests {
     fn wait_rx_sees_pending_frames() {
         let (nic, peer) = sim(Mode::SoftLrp);
         assert!(!nic.wait_rx(Some(Duration::from_millis(2))).unwrap());
-        peer.inject(&build::udp_v4(sa([10, 0, 0, 1], 1), sa([10, 0, 0, 2], 9), b"x"));
+        peer.inject(&build::udp_v4(
+            sa([10, 0, 0, 1], 1),
+            sa([10, 0, 0, 2], 9),
+            b"x",
+        ));
         assert!(nic.wait_rx(Some(Duration::from_secs(1))).unwrap());
         assert_eq!(nic.poll_rx(64), 1);
         assert_eq!(nic.stats().rx_frames, 1);
@@ -1498,9 +1595,14 @@ mod tests {
     #[test]
     fn send_and_alloc() {
         let (nic, peer) = sim(Mode::SoftLrp);
-        let ch = nic.channel(Rule::host(Ipv4Addr::new(10, 0, 0, 2).into()), 4).unwrap();
+        let ch = nic
+            .channel(Rule::host(Ipv4Addr::new(10, 0, 0, 2).into()), 4)
+            .unwrap();
         ch.send(b"raw bytes").unwrap();
-        assert!(matches!(ch.send(&[0u8; 4096]), Err(Error::FrameTooLarge(_))));
+        assert!(matches!(
+            ch.send(&[0u8; 4096]),
+            Err(Error::FrameTooLarge(_))
+        ));
         assert_eq!(peer.take_tx(), vec![b"raw bytes".to_vec()]);
         let s = ch.stats();
         assert_eq!((s.tx_packets, s.tx_bytes), (1, 9));
@@ -1517,7 +1619,9 @@ mod tests {
     fn foreign_frames_are_refused() {
         let (nic_a, _pa) = sim(Mode::SoftLrp);
         let (nic_b, _pb) = sim(Mode::SoftLrp);
-        let ch = nic_a.channel(Rule::listener(Proto::Udp, None, 1), 4).unwrap();
+        let ch = nic_a
+            .channel(Rule::listener(Proto::Udp, None, 1), 4)
+            .unwrap();
         let f = nic_b.pool().alloc().unwrap();
         assert!(matches!(ch.transmit(f), Err(Error::ForeignFrame)));
         assert!(nic_b.census().is_conserved());

@@ -32,7 +32,10 @@ pub(crate) struct Notifier {
 impl Notifier {
     /// A notifier with no waiter and no pending signal.
     pub(crate) fn new() -> io::Result<Notifier> {
-        Ok(Notifier { event: EventFd::new()?, waiters: AtomicUsize::new(0) })
+        Ok(Notifier {
+            event: EventFd::new()?,
+            waiters: AtomicUsize::new(0),
+        })
     }
 
     /// Producer side: call after making the condition true. Signals the fd if anyone
@@ -99,11 +102,20 @@ mod tests {
         let n = Notifier::new().unwrap();
         n.notify();
         let w = n.begin_wait();
-        assert_eq!(poll_readable(&[w.fd()], Some(Duration::ZERO)).unwrap(), vec![false]);
+        assert_eq!(
+            poll_readable(&[w.fd()], Some(Duration::ZERO)).unwrap(),
+            vec![false]
+        );
         n.notify();
-        assert_eq!(poll_readable(&[w.fd()], Some(Duration::ZERO)).unwrap(), vec![true]);
+        assert_eq!(
+            poll_readable(&[w.fd()], Some(Duration::ZERO)).unwrap(),
+            vec![true]
+        );
         w.consume();
-        assert_eq!(poll_readable(&[w.fd()], Some(Duration::ZERO)).unwrap(), vec![false]);
+        assert_eq!(
+            poll_readable(&[w.fd()], Some(Duration::ZERO)).unwrap(),
+            vec![false]
+        );
     }
 
     #[test]

@@ -293,7 +293,9 @@ impl FramePool {
             return Err(PoolError::InvalidConfig("frame_count must be at least 1"));
         }
         if headroom > frame_size / 2 {
-            return Err(PoolError::InvalidConfig("headroom must be at most half a frame"));
+            return Err(PoolError::InvalidConfig(
+                "headroom must be at most half a frame",
+            ));
         }
         let len = (frame_count as usize)
             .checked_mul(frame_size as usize)
@@ -342,7 +344,12 @@ impl FramePool {
         match s.transition(idx, FREE, HELD) {
             Ok(()) => {
                 s.held.fetch_add(1, Ordering::Relaxed);
-                Some(Frame { pool: Arc::clone(s), chunk_addr, head: s.headroom, len: 0 })
+                Some(Frame {
+                    pool: Arc::clone(s),
+                    chunk_addr,
+                    head: s.headroom,
+                    len: 0,
+                })
             }
             // A chunk on the free list is always FREE; the violation is counted.
             Err(_) => None,
@@ -481,34 +488,12 @@ impl FramePool {
         let fits = u64::from(head) + u64::from(desc.len) <= u64::from(s.frame_size);
         if idx >= u64::from(s.frame_count) || !fits {
             s.violations.fetch_add(1, Ordering::Relaxed);
-            return Err(PoolError::OutOfBounds { addr: desc.addr, len: desc.len });
+            return Err(PoolError::OutOfBounds {
+                addr: desc.addr,
+                len: desc.len,
+            });
         }
         Ok((idx as usize, head))
-    }
-
-    /// The bytes of a chunk in the **kernel** state, for the simulated NIC acting as the
-    /// kernel (it writes received frames into posted chunks and reads transmitted ones).
-    ///
-    /// # Safety
-    ///
-    /// The chunk containing `desc.addr` must be in the **kernel** state for the whole
-    /// lifetime of the returned slice, and the caller must be the only code accessing it
-    /// during that time (the simulated NIC owns its rings' chunks exclusively, as the
-    /// kernel does). `desc` must be in bounds (`locate` succeeds).
-    pub(crate) unsafe fn kernel_bytes_mut(&self, desc: Desc) -> &mut [u8] {
-        let a = &self.shared.area;
-        debug_assert!(desc.addr as usize + desc.len as usize <= a.len);
-        // SAFETY: in bounds per the caller's contract (checked in debug builds); exclusive
-        // because the chunk is in the kernel state, which no `Frame` can be, and the caller
-        // is the kernel's stand-in with sole access to it.
-        unsafe {
-            std::slice::from_raw_parts_mut(a.base.as_ptr().add(desc.addr as usize), desc.len as usize)
-        }
-    }
-
-    /// Bounds check of a descriptor (for backends that touch kernel-state bytes).
-    pub(crate) fn check_desc(&self, desc: Desc) -> Result<(), PoolError> {
-        self.locate(desc).map(|_| ())
     }
 }
 
@@ -559,7 +544,10 @@ impl Frame {
     /// growing hold whatever the chunk held before (never uninitialized memory).
     pub fn set_len(&mut self, len: usize) -> Result<(), CapacityError> {
         if len > self.capacity() {
-            return Err(CapacityError { requested: len, available: self.capacity() });
+            return Err(CapacityError {
+                requested: len,
+                available: self.capacity(),
+            });
         }
         self.len = len as u32;
         Ok(())
@@ -576,7 +564,10 @@ impl Frame {
     /// leading bytes hold stale chunk contents; the caller writes the header there.
     pub fn push_head(&mut self, n: usize) -> Result<(), CapacityError> {
         if n > self.headroom() {
-            return Err(CapacityError { requested: n, available: self.headroom() });
+            return Err(CapacityError {
+                requested: n,
+                available: self.headroom(),
+            });
         }
         self.head -= n as u32;
         self.len += n as u32;
@@ -587,7 +578,10 @@ impl Frame {
     /// header before handing the payload on.
     pub fn pull_head(&mut self, n: usize) -> Result<(), CapacityError> {
         if n > self.len as usize {
-            return Err(CapacityError { requested: n, available: self.len as usize });
+            return Err(CapacityError {
+                requested: n,
+                available: self.len as usize,
+            });
         }
         self.head += n as u32;
         self.len -= n as u32;
@@ -611,7 +605,10 @@ impl Frame {
             pool.held.fetch_sub(1, Ordering::Relaxed);
             pool.kernel.fetch_add(1, Ordering::Relaxed);
         }
-        Desc { addr: this.chunk_addr + u64::from(this.head), len: this.len }
+        Desc {
+            addr: this.chunk_addr + u64::from(this.head),
+            len: this.len,
+        }
     }
 
     fn data_ptr(&self) -> *mut u8 {
@@ -657,6 +654,12 @@ impl AsMut<[u8]> for Frame {
     }
 }
 
+impl lrp_core::channel::FrameLen for Frame {
+    fn frame_len(&self) -> usize {
+        self.len()
+    }
+}
+
 impl Drop for Frame {
     fn drop(&mut self) {
         self.pool.release_held(self.chunk_addr);
@@ -679,13 +682,31 @@ mod tests {
 
     #[test]
     fn geometry_is_validated() {
-        assert!(matches!(FramePool::new(4, 1024, 0), Err(PoolError::InvalidConfig(_))));
-        assert!(matches!(FramePool::new(4, 3000, 0), Err(PoolError::InvalidConfig(_))));
-        assert!(matches!(FramePool::new(4, 8192, 0), Err(PoolError::InvalidConfig(_))));
-        assert!(matches!(FramePool::new(0, 2048, 0), Err(PoolError::InvalidConfig(_))));
-        assert!(matches!(FramePool::new(4, 2048, 1025), Err(PoolError::InvalidConfig(_))));
+        assert!(matches!(
+            FramePool::new(4, 1024, 0),
+            Err(PoolError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            FramePool::new(4, 3000, 0),
+            Err(PoolError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            FramePool::new(4, 8192, 0),
+            Err(PoolError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            FramePool::new(0, 2048, 0),
+            Err(PoolError::InvalidConfig(_))
+        ));
+        assert!(matches!(
+            FramePool::new(4, 2048, 1025),
+            Err(PoolError::InvalidConfig(_))
+        ));
         let p = FramePool::new(3, 4096, 256).unwrap();
-        assert_eq!((p.frame_count(), p.frame_size(), p.headroom()), (3, 4096, 256));
+        assert_eq!(
+            (p.frame_count(), p.frame_size(), p.headroom()),
+            (3, 4096, 256)
+        );
     }
 
     #[test]
@@ -704,9 +725,23 @@ mod tests {
         let mut addrs: Vec<u64> = frames.iter().map(Frame::umem_addr).collect();
         addrs.sort_unstable();
         assert_eq!(addrs, vec![0, 2048, 4096]);
-        assert_eq!(p.census(), PoolCensus { total: 3, held: 3, ..Default::default() });
+        assert_eq!(
+            p.census(),
+            PoolCensus {
+                total: 3,
+                held: 3,
+                ..Default::default()
+            }
+        );
         drop(frames);
-        assert_eq!(p.census(), PoolCensus { total: 3, free: 3, ..Default::default() });
+        assert_eq!(
+            p.census(),
+            PoolCensus {
+                total: 3,
+                free: 3,
+                ..Default::default()
+            }
+        );
         assert_eq!(p.counts(), p.census());
     }
 
@@ -728,9 +763,21 @@ mod tests {
         let p = FramePool::new(1, 2048, 128).unwrap();
         let mut f = p.alloc().unwrap();
         assert_eq!((f.headroom(), f.capacity(), f.len()), (128, 1920, 0));
-        assert_eq!(f.set_len(1921), Err(CapacityError { requested: 1921, available: 1920 }));
+        assert_eq!(
+            f.set_len(1921),
+            Err(CapacityError {
+                requested: 1921,
+                available: 1920
+            })
+        );
         f.set_len(1920).unwrap();
-        assert_eq!(f.push_head(129), Err(CapacityError { requested: 129, available: 128 }));
+        assert_eq!(
+            f.push_head(129),
+            Err(CapacityError {
+                requested: 129,
+                available: 128
+            })
+        );
         f.push_head(128).unwrap();
         assert_eq!((f.headroom(), f.len(), f.capacity()), (0, 2048, 2048));
         assert!(f.pull_head(2049).is_err());
@@ -749,14 +796,19 @@ mod tests {
         assert!(p.take_for_kernel().is_none());
         assert_eq!(p.census().kernel, 2);
         // The "kernel" writes a frame at offset 256 of chunk `a` and hands it back.
-        let desc = Desc { addr: a + 256, len: 5 };
-        // SAFETY: chunk `a` is in the kernel state and nothing else touches it.
-        unsafe { p.kernel_bytes_mut(desc) }.copy_from_slice(b"hello");
-        let f = p.frame_from_kernel(desc).unwrap();
+        let desc = Desc {
+            addr: a + 256,
+            len: 5,
+        };
+        let mut f = p.frame_from_kernel(desc).unwrap();
+        f.copy_from_slice(b"hello");
         assert_eq!(&f[..], b"hello");
         assert_eq!((f.headroom(), f.capacity()), (256, 2048 - 256));
         // A duplicate descriptor is refused, not turned into a second handle.
-        assert!(matches!(p.frame_from_kernel(desc), Err(PoolError::WrongState { .. })));
+        assert!(matches!(
+            p.frame_from_kernel(desc),
+            Err(PoolError::WrongState { .. })
+        ));
         // Transmit: held -> kernel, then completion: kernel -> free.
         let d = f.into_kernel();
         assert_eq!(d, desc);
@@ -773,12 +825,25 @@ mod tests {
         let p = FramePool::new(2, 2048, 0).unwrap();
         let a = p.take_for_kernel().unwrap();
         assert!(matches!(
-            p.frame_from_kernel(Desc { addr: a + 2000, len: 49 }),
+            p.frame_from_kernel(Desc {
+                addr: a + 2000,
+                len: 49
+            }),
             Err(PoolError::OutOfBounds { .. })
         ));
         assert!(p.frame_from_kernel(Desc { addr: 4096, len: 0 }).is_err());
-        assert!(p.frame_from_kernel(Desc { addr: u64::MAX, len: u32::MAX }).is_err());
-        assert!(p.frame_from_kernel(Desc { addr: a + 2000, len: 48 }).is_ok());
+        assert!(p
+            .frame_from_kernel(Desc {
+                addr: u64::MAX,
+                len: u32::MAX
+            })
+            .is_err());
+        assert!(p
+            .frame_from_kernel(Desc {
+                addr: a + 2000,
+                len: 48
+            })
+            .is_ok());
     }
 
     #[test]

@@ -73,7 +73,9 @@ pub(crate) fn demux_step(inner: &NicInner, scratch: &mut Vec<Frame>, budget: usi
         }
     }
     inner.account.record_rx_batch(n as u64, bytes);
-    inner.account.charge_cpu(sys::thread_cpu_ns().saturating_sub(t0));
+    inner
+        .account
+        .charge_cpu(sys::thread_cpu_ns().saturating_sub(t0));
     n
 }
 
@@ -130,6 +132,8 @@ pub(crate) fn eager_step(
             }
         }
     }
-    inner.account.charge_cpu(sys::thread_cpu_ns().saturating_sub(t0));
+    inner
+        .account
+        .charge_cpu(sys::thread_cpu_ns().saturating_sub(t0));
     n
 }

@@ -22,7 +22,8 @@ impl EventFd {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `fd` is a freshly created descriptor that nothing else owns.
-        Ok(EventFd { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(EventFd { fd })
     }
 
     /// Add one to the counter, making the fd readable. Never blocks: a counter at its
@@ -31,7 +32,11 @@ impl EventFd {
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a live local to an fd we own.
         let _ = unsafe {
-            libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), std::mem::size_of::<u64>())
+            libc::write(
+                self.fd.as_raw_fd(),
+                (&one as *const u64).cast(),
+                std::mem::size_of::<u64>(),
+            )
         };
     }
 
@@ -40,7 +45,11 @@ impl EventFd {
         let mut v: u64 = 0;
         // SAFETY: reads at most 8 bytes into a live local from an fd we own; non-blocking.
         let n = unsafe {
-            libc::read(self.fd.as_raw_fd(), (&mut v as *mut u64).cast(), std::mem::size_of::<u64>())
+            libc::read(
+                self.fd.as_raw_fd(),
+                (&mut v as *mut u64).cast(),
+                std::mem::size_of::<u64>(),
+            )
         };
         n == std::mem::size_of::<u64>() as isize && v > 0
     }
@@ -61,12 +70,19 @@ pub(crate) fn poll_readable(
 ) -> io::Result<Vec<bool>> {
     let mut pfds: Vec<libc::pollfd> = fds
         .iter()
-        .map(|fd| libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 })
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
         .collect();
     let ms: libc::c_int = match timeout {
         None => -1,
         // Round up so a short timeout does not become a busy 0 ms poll.
-        Some(t) => t.as_nanos().div_ceil(1_000_000).min(libc::c_int::MAX as u128) as libc::c_int,
+        Some(t) => t
+            .as_nanos()
+            .div_ceil(1_000_000)
+            .min(libc::c_int::MAX as u128) as libc::c_int,
     };
     // SAFETY: `pfds` is a live, correctly sized array of pollfd for the duration of the
     // call; the descriptors are borrowed, hence open.
@@ -78,19 +94,27 @@ pub(crate) fn poll_readable(
         }
         return Err(err);
     }
-    Ok(pfds.iter().map(|p| p.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0).collect())
+    Ok(pfds
+        .iter()
+        .map(|p| p.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0)
+        .collect())
 }
 
 /// CPU time consumed by the calling thread, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`).
 /// Used to charge protocol work to the account of whoever it was done for.
 pub(crate) fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a live, writable timespec; the clock id is a constant Linux supports.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     if rc != 0 {
         return 0;
     }
-    (ts.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(ts.tv_nsec as u64)
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
 }
 
 #[cfg(test)]
@@ -100,13 +124,22 @@ mod tests {
     #[test]
     fn eventfd_signal_poll_clear() {
         let e = EventFd::new().unwrap();
-        assert_eq!(poll_readable(&[e.as_fd()], Some(Duration::ZERO)).unwrap(), vec![false]);
+        assert_eq!(
+            poll_readable(&[e.as_fd()], Some(Duration::ZERO)).unwrap(),
+            vec![false]
+        );
         assert!(!e.clear());
         e.signal();
         e.signal();
-        assert_eq!(poll_readable(&[e.as_fd()], Some(Duration::ZERO)).unwrap(), vec![true]);
+        assert_eq!(
+            poll_readable(&[e.as_fd()], Some(Duration::ZERO)).unwrap(),
+            vec![true]
+        );
         assert!(e.clear());
-        assert_eq!(poll_readable(&[e.as_fd()], Some(Duration::from_millis(1))).unwrap(), vec![false]);
+        assert_eq!(
+            poll_readable(&[e.as_fd()], Some(Duration::from_millis(1))).unwrap(),
+            vec![false]
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@
 //! In ones'-complement arithmetic `0x0000` and `0xffff` are both zero. A full computation
 //! over data that is not all zeros never yields a sum of `0x0000`, so it never yields a
 //! checksum of `0xffff`; [`Delta::apply`] keeps the same convention, so an incremental
-//! update always equals a full recomputation bit for bit. UDP adds two rules, handled by
+//! update of a correct checksum equals a full recomputation bit for bit. UDP adds two rules, handled by
 //! [`Delta::apply_udp`] and [`udp_finish`]: a computed checksum of `0` is sent as `0xffff`,
 //! and a checksum field of `0` in UDP over IPv4 means "no checksum" and must stay `0` after
 //! a rewrite.
@@ -102,9 +102,12 @@ pub fn pseudo_header_v6(src: &Ipv6Addr, dst: &Ipv6Addr, next_header: u8, length:
 #[inline]
 pub fn pseudo_header(src: &IpAddr, dst: &IpAddr, protocol: u8, length: u32) -> u16 {
     match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            fold(u64::from(s.to_bits()) + u64::from(d.to_bits()) + u64::from(protocol) + u64::from(length))
-        }
+        (IpAddr::V4(s), IpAddr::V4(d)) => fold(
+            u64::from(s.to_bits())
+                + u64::from(d.to_bits())
+                + u64::from(protocol)
+                + u64::from(length),
+        ),
         (IpAddr::V6(s), IpAddr::V6(d)) => pseudo_header_v6(s, d, protocol, length),
         _ => pseudo_header_v6(&to_v6(src), &to_v6(dst), protocol, length),
     }
@@ -200,13 +203,16 @@ impl Delta {
     /// A 16-bit word changes from `old` to `new`.
     #[inline(always)]
     pub const fn u16(self, old: u16, new: u16) -> Delta {
-        Delta { acc: self.acc + (!old) as u64 + new as u64 }
+        Delta {
+            acc: self.acc + (!old) as u64 + new as u64,
+        }
     }
 
     /// A 32-bit field (two aligned words) changes from `old` to `new`.
     #[inline(always)]
     pub const fn u32(self, old: u32, new: u32) -> Delta {
-        self.u16((old >> 16) as u16, (new >> 16) as u16).u16(old as u16, new as u16)
+        self.u16((old >> 16) as u16, (new >> 16) as u16)
+            .u16(old as u16, new as u16)
     }
 
     /// An IPv4 address changes.
@@ -228,18 +234,12 @@ impl Delta {
     /// The checksum after the changes, given the checksum `hc` before them
     /// (`HC' = ~(~HC + Σ(~m + m'))`).
     ///
-    /// Equal, bit for bit, to a full recomputation when `hc` was correct (see the module
-    /// docs on zero).
+    /// Equal, bit for bit, to a full recomputation when `hc` was correct: then `~hc` is
+    /// nonzero, so the folded sum lies in `1..=0xffff`, as the full sum over data with a
+    /// nonzero word does, and two such values that are congruent modulo `0xffff` are equal.
     #[inline(always)]
     pub const fn apply(self, hc: u16) -> u16 {
-        let s = fold((!hc) as u64 + self.acc);
-        // A sum is +0 only if every addend is +0; real data always has a nonzero word
-        // (a version nibble, a protocol number), so the full computation would give -0.
-        if s == 0 {
-            0
-        } else {
-            !s
-        }
+        !fold((!hc) as u64 + self.acc)
     }
 
     /// [`Delta::apply`] with UDP's rules: a checksum field of `0` ("no checksum", UDP over
@@ -355,8 +355,13 @@ mod test {
         let src = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
         let dst = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x20);
         let new = Ipv6Addr::new(0xfd00, 0xffff, 1, 2, 3, 4, 5, 6);
-        let seg = [0x04, 0x57, 0x08, 0xae, 0x00, 0x0b, 0x00, 0x00, b'e', b'x', b't'];
+        let seg = [
+            0x04, 0x57, 0x08, 0xae, 0x00, 0x0b, 0x00, 0x00, b'e', b'x', b't',
+        ];
         let hc = l4_v6(&src, &dst, 17, &seg);
-        assert_eq!(update_ipv6_addr(hc, &dst, &new), l4_v6(&src, &new, 17, &seg));
+        assert_eq!(
+            update_ipv6_addr(hc, &dst, &new),
+            l4_v6(&src, &new, 17, &seg)
+        );
     }
 }

@@ -229,7 +229,12 @@ fn transport(frame: &[u8], ip: &IpLayer) -> Classification {
             if data_offset < 20 || data_offset > segment.len() {
                 return Classification::Malformed(Malformed::BadTcpDataOffset);
             }
-            (Proto::Tcp, be16(t[0], t[1]), be16(t[2], t[3]), TcpFlags(t[13]))
+            (
+                Proto::Tcp,
+                be16(t[0], t[1]),
+                be16(t[2], t[3]),
+                TcpFlags(t[13]),
+            )
         }
         17 => {
             let Some(u) = segment.first_chunk::<8>() else {
@@ -247,19 +252,30 @@ fn transport(frame: &[u8], ip: &IpLayer) -> Classification {
         }
         p @ (1 | 58) if (p == 58) == ip.v6 => {
             return match segment.first_chunk::<4>() {
-                Some(m) => Classification::Icmp { dst: ip.dst, icmp_type: m[0] },
+                Some(m) => Classification::Icmp {
+                    dst: ip.dst,
+                    icmp_type: m[0],
+                },
                 None => Classification::Malformed(Malformed::TruncatedL4),
             };
         }
         other => return Classification::OtherIp(other),
     };
-    let (Ok(l3), Ok(l4), Ok(l3_len)) =
-        (u16::try_from(ip.l3), u16::try_from(ip.l4), u16::try_from(ip.end - ip.l3))
-    else {
+    let (Ok(l3), Ok(l4), Ok(l3_len)) = (
+        u16::try_from(ip.l3),
+        u16::try_from(ip.l4),
+        u16::try_from(ip.end - ip.l3),
+    ) else {
         return Classification::Malformed(Malformed::BadIpTotalLen);
     };
     Classification::Flow {
-        key: FlowKey { proto, src: ip.src, dst: ip.dst, sport, dport },
+        key: FlowKey {
+            proto,
+            src: ip.src,
+            dst: ip.dst,
+            sport,
+            dport,
+        },
         flags,
         offsets: Offsets { l3, l4, l3_len },
     }
@@ -279,7 +295,9 @@ mod test {
     // IPv4 header 10.0.0.1 -> 10.0.0.2 with the given protocol, flags/offset and payload.
     fn ipv4_frame(proto: u8, flags_offset: u16, payload: &[u8]) -> Vec<u8> {
         let total = (20 + payload.len()) as u16;
-        let mut p = vec![0x45, 0, 0, 0, 0, 1, 0, 0, 64, proto, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        let mut p = vec![
+            0x45, 0, 0, 0, 0, 1, 0, 0, 64, proto, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
         p[2..4].copy_from_slice(&total.to_be_bytes());
         p[6..8].copy_from_slice(&flags_offset.to_be_bytes());
         p.extend_from_slice(payload);
@@ -300,7 +318,11 @@ mod test {
                 dport: 53,
             },
             flags: TcpFlags(0),
-            offsets: Offsets { l3: 14, l4: 34, l3_len: 30 },
+            offsets: Offsets {
+                l3: 14,
+                l4: 34,
+                l3_len: 30,
+            },
         };
         assert_eq!(classify(&f), expected);
         // Ethernet padding does not change anything.
@@ -316,10 +338,21 @@ mod test {
         tcp[12] = 0x50;
         tcp[13] = TcpFlags::SYN;
         match classify(&ipv4_frame(6, 0, &tcp)) {
-            Classification::Flow { key, flags, offsets } => {
+            Classification::Flow {
+                key,
+                flags,
+                offsets,
+            } => {
                 assert_eq!((key.proto, key.sport, key.dport), (Proto::Tcp, 40000, 80));
                 assert!(flags.is_syn_only());
-                assert_eq!(offsets, Offsets { l3: 14, l4: 34, l3_len: 40 });
+                assert_eq!(
+                    offsets,
+                    Offsets {
+                        l3: 14,
+                        l4: 34,
+                        l3_len: 40
+                    }
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -328,12 +361,21 @@ mod test {
     #[test]
     fn fragments() {
         // A later fragment has no ports.
-        assert_eq!(classify(&ipv4_frame(17, 0x2001, &[0; 8])), Classification::Fragment);
-        assert_eq!(classify(&ipv4_frame(6, 0x0010, &[0; 3])), Classification::Fragment);
+        assert_eq!(
+            classify(&ipv4_frame(17, 0x2001, &[0; 8])),
+            Classification::Fragment
+        );
+        assert_eq!(
+            classify(&ipv4_frame(6, 0x0010, &[0; 3])),
+            Classification::Fragment
+        );
         // A first fragment does, and its UDP length covers the whole datagram.
         let mut first = UDP_1234_53;
         first[5] = 200;
-        assert!(matches!(classify(&ipv4_frame(17, 0x2000, &first)), Classification::Flow { .. }));
+        assert!(matches!(
+            classify(&ipv4_frame(17, 0x2000, &first)),
+            Classification::Flow { .. }
+        ));
         // Without MF the same UDP length is a mismatch.
         assert_eq!(
             classify(&ipv4_frame(17, 0, &first)),
@@ -346,16 +388,28 @@ mod test {
         let echo = [8, 0, 0, 0, 0, 1, 0, 1];
         assert_eq!(
             classify(&ipv4_frame(1, 0, &echo)),
-            Classification::Icmp { dst: "10.0.0.2".parse().unwrap(), icmp_type: 8 }
+            Classification::Icmp {
+                dst: "10.0.0.2".parse().unwrap(),
+                icmp_type: 8
+            }
         );
         assert_eq!(
             classify(&ipv4_frame(1, 0, &echo[..3])),
             Classification::Malformed(Malformed::TruncatedL4)
         );
         // ICMPv6's number inside IPv4 is just another protocol.
-        assert_eq!(classify(&ipv4_frame(58, 0, &echo)), Classification::OtherIp(58));
-        assert_eq!(classify(&ipv4_frame(47, 0, &[0; 4])), Classification::OtherIp(47));
-        assert_eq!(classify(&eth(0x88cc, &[0; 46])), Classification::OtherEthertype(0x88cc));
+        assert_eq!(
+            classify(&ipv4_frame(58, 0, &echo)),
+            Classification::OtherIp(58)
+        );
+        assert_eq!(
+            classify(&ipv4_frame(47, 0, &[0; 4])),
+            Classification::OtherIp(47)
+        );
+        assert_eq!(
+            classify(&eth(0x88cc, &[0; 46])),
+            Classification::OtherEthertype(0x88cc)
+        );
     }
 
     #[test]
@@ -366,11 +420,21 @@ mod test {
         tagged.extend_from_slice(&inner[12..]);
         match classify(&tagged) {
             Classification::Flow { offsets, .. } => {
-                assert_eq!(offsets, Offsets { l3: 18, l4: 38, l3_len: 30 })
+                assert_eq!(
+                    offsets,
+                    Offsets {
+                        l3: 18,
+                        l4: 38,
+                        l3_len: 30
+                    }
+                )
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(classify(&tagged[..17]), Classification::Malformed(Malformed::TruncatedEthernet));
+        assert_eq!(
+            classify(&tagged[..17]),
+            Classification::Malformed(Malformed::TruncatedEthernet)
+        );
         // QinQ: the inner tag is not looked through.
         let mut qinq = tagged[..16].to_vec();
         qinq.extend_from_slice(&[0x81, 0x00, 0x00, 0x01]);
@@ -385,7 +449,9 @@ mod test {
         arp[24..].copy_from_slice(&[10, 0, 0, 9]);
         assert_eq!(
             classify(&eth(ETHERTYPE_ARP, &arp)),
-            Classification::Arp { target: Ipv4Addr::new(10, 0, 0, 9) }
+            Classification::Arp {
+                target: Ipv4Addr::new(10, 0, 0, 9)
+            }
         );
         let bad = Classification::Malformed(Malformed::BadArp);
         assert_eq!(classify(&eth(ETHERTYPE_ARP, &arp[..27])), bad);

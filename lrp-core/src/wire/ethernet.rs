@@ -45,7 +45,11 @@ pub struct VlanTag {
 impl VlanTag {
     /// Decode a 16-bit TCI.
     pub const fn from_tci(tci: u16) -> VlanTag {
-        VlanTag { pcp: (tci >> 13) as u8, dei: tci & 0x1000 != 0, vid: tci & 0x0fff }
+        VlanTag {
+            pcp: (tci >> 13) as u8,
+            dei: tci & 0x1000 != 0,
+            vid: tci & 0x0fff,
+        }
     }
 
     /// Encode as a 16-bit TCI. Out-of-range `pcp` and `vid` bits are masked off.
@@ -142,7 +146,11 @@ impl<T: AsRef<[u8]>> Frame<T> {
     /// [`Frame::ethertype`] as a number.
     #[inline]
     pub fn ethertype_raw(&self) -> u16 {
-        let at = if self.is_tagged() { field::INNER_ETHERTYPE.start } else { field::ETHERTYPE.start };
+        let at = if self.is_tagged() {
+            field::INNER_ETHERTYPE.start
+        } else {
+            field::ETHERTYPE.start
+        };
         get_u16(self.buffer.as_ref(), at)
     }
 
@@ -184,7 +192,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
     /// the tag if the TPID field says the frame is tagged.
     #[inline]
     pub fn set_ethertype(&mut self, value: EthernetProtocol) {
-        let at = if self.is_tagged() { field::INNER_ETHERTYPE.start } else { field::ETHERTYPE.start };
+        let at = if self.is_tagged() {
+            field::INNER_ETHERTYPE.start
+        } else {
+            field::ETHERTYPE.start
+        };
         set_u16(self.buffer.as_mut(), at, value.into());
     }
 
@@ -244,7 +256,11 @@ impl Repr {
             Some(tag) => {
                 frame.set_tpid(TPID_8021Q);
                 frame.set_vlan(tag);
-                set_u16(frame.buffer.as_mut(), field::INNER_ETHERTYPE.start, self.ethertype.into());
+                set_u16(
+                    frame.buffer.as_mut(),
+                    field::INNER_ETHERTYPE.start,
+                    self.ethertype.into(),
+                );
             }
             None => frame.set_tpid(self.ethertype.into()),
         }
@@ -289,16 +305,29 @@ mod test {
         let f = Frame::new_checked(&TAGGED[..]).unwrap();
         assert!(f.is_tagged());
         assert_eq!(f.header_len(), VLAN_HEADER_LEN);
-        assert_eq!(f.vlan(), Some(VlanTag { pcp: 3, dei: false, vid: 100 }));
+        assert_eq!(
+            f.vlan(),
+            Some(VlanTag {
+                pcp: 3,
+                dei: false,
+                vid: 100
+            })
+        );
         assert_eq!(f.ethertype(), EthernetProtocol::Ipv6);
         assert_eq!(f.payload(), &[0x60, 0, 0, 0]);
     }
 
     #[test]
     fn truncated() {
-        assert_eq!(Frame::new_checked(&UNTAGGED[..13]), Err(Malformed::TruncatedEthernet));
+        assert_eq!(
+            Frame::new_checked(&UNTAGGED[..13]),
+            Err(Malformed::TruncatedEthernet)
+        );
         assert!(Frame::new_checked(&UNTAGGED[..14]).is_ok());
-        assert_eq!(Frame::new_checked(&TAGGED[..17]), Err(Malformed::TruncatedEthernet));
+        assert_eq!(
+            Frame::new_checked(&TAGGED[..17]),
+            Err(Malformed::TruncatedEthernet)
+        );
         assert!(Frame::new_checked(&TAGGED[..18]).is_ok());
     }
 
@@ -310,7 +339,10 @@ mod test {
         repr.emit(&mut g);
         g.payload_mut().copy_from_slice(f.payload());
         assert_eq!(&out[..], bytes);
-        assert_eq!(Repr::parse(&Frame::new_checked(&out[..]).unwrap()).unwrap(), repr);
+        assert_eq!(
+            Repr::parse(&Frame::new_checked(&out[..]).unwrap()).unwrap(),
+            repr
+        );
     }
 
     #[test]
@@ -336,9 +368,20 @@ mod test {
 
     #[test]
     fn vlan_tci() {
-        let t = VlanTag { pcp: 7, dei: true, vid: 4095 };
+        let t = VlanTag {
+            pcp: 7,
+            dei: true,
+            vid: 4095,
+        };
         assert_eq!(t.tci(), 0xffff);
         assert_eq!(VlanTag::from_tci(0xffff), t);
-        assert_eq!(VlanTag::from_tci(0x6064), VlanTag { pcp: 3, dei: false, vid: 100 });
+        assert_eq!(
+            VlanTag::from_tci(0x6064),
+            VlanTag {
+                pcp: 3,
+                dei: false,
+                vid: 100
+            }
+        );
     }
 }

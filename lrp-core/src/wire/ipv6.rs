@@ -372,7 +372,10 @@ impl<'a> ExtHeaderRepr<'a> {
     pub fn parse<T: AsRef<[u8]> + ?Sized>(header: &ExtHeader<&'a T>) -> Result<ExtHeaderRepr<'a>> {
         header.check_len()?;
         let buf: &'a [u8] = header.buffer.as_ref();
-        Ok(ExtHeaderRepr { next_header: header.next_header(), data: &buf[2..header.header_len()] })
+        Ok(ExtHeaderRepr {
+            next_header: header.next_header(),
+            data: &buf[2..header.header_len()],
+        })
     }
 
     /// The header length this `Repr` emits (`2 + data.len()`).
@@ -585,10 +588,22 @@ pub fn walk_ext_headers(first: u8, payload: &[u8]) -> Result<ExtChain> {
                 at += FRAGMENT_HEADER_LEN;
                 if frag.frag_offset != 0 {
                     count += 1;
-                    return Ok(ExtChain { upper: next, len: at, count, fragment });
+                    return Ok(ExtChain {
+                        upper: next,
+                        len: at,
+                        count,
+                        fragment,
+                    });
                 }
             }
-            upper => return Ok(ExtChain { upper, len: at, count, fragment }),
+            upper => {
+                return Ok(ExtChain {
+                    upper,
+                    len: at,
+                    count,
+                    fragment,
+                })
+            }
         }
         count += 1;
         if count > MAX_EXT_HEADERS {
@@ -603,30 +618,30 @@ mod test {
 
     // IPv6/UDP DNS query 2001:db8::10 -> 2001:db8::20, flow label 0x12345.
     static UDP_PACKET: [u8; 77] = [
-        0x60, 0x01, 0x23, 0x45, 0x00, 0x25, 0x11, 0x40, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x20, 0x01, 0x0d, 0xb8,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x20, 0xcf, 0x08,
-        0x00, 0x35, 0x00, 0x25, 0x59, 0x89, 0xab, 0xcd, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x07, 0x65, 0x78, 0x61, 0x6d, 0x70, 0x6c, 0x65, 0x03, 0x63,
-        0x6f, 0x6d, 0x00, 0x00, 0x01, 0x00, 0x01,
+        0x60, 0x01, 0x23, 0x45, 0x00, 0x25, 0x11, 0x40, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x20, 0xcf, 0x08, 0x00, 0x35, 0x00,
+        0x25, 0x59, 0x89, 0xab, 0xcd, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x07, 0x65, 0x78, 0x61, 0x6d, 0x70, 0x6c, 0x65, 0x03, 0x63, 0x6f, 0x6d, 0x00, 0x00, 0x01,
+        0x00, 0x01,
     ];
 
     // Hop-by-hop (router alert, PadN) + destination options (PadN) + UDP "ext".
     static EXT_PACKET: [u8; 67] = [
-        0x60, 0x00, 0x00, 0x00, 0x00, 0x1b, 0x00, 0x40, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x20, 0x01, 0x0d, 0xb8,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x20, 0x3c, 0x00,
-        0x05, 0x02, 0x00, 0x00, 0x01, 0x00, 0x11, 0x00, 0x01, 0x04, 0x00, 0x00, 0x00, 0x00,
-        0x04, 0x57, 0x08, 0xae, 0x00, 0x0b, 0xbd, 0xb8, 0x65, 0x78, 0x74,
+        0x60, 0x00, 0x00, 0x00, 0x00, 0x1b, 0x00, 0x40, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x20, 0x3c, 0x00, 0x05, 0x02, 0x00,
+        0x00, 0x01, 0x00, 0x11, 0x00, 0x01, 0x04, 0x00, 0x00, 0x00, 0x00, 0x04, 0x57, 0x08, 0xae,
+        0x00, 0x0b, 0xbd, 0xb8, 0x65, 0x78, 0x74,
     ];
 
     // Fragment header (offset 0, M set, ident 0xdeadbeef) + the first 16 bytes of UDP.
     static FRAG_PACKET: [u8; 64] = [
-        0x60, 0x00, 0x00, 0x00, 0x00, 0x18, 0x2c, 0x40, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x20, 0x01, 0x0d, 0xb8,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x20, 0x11, 0x00,
-        0x00, 0x01, 0xde, 0xad, 0xbe, 0xef, 0x0d, 0x05, 0x11, 0x5c, 0x00, 0x6c, 0x85, 0x13,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x60, 0x00, 0x00, 0x00, 0x00, 0x18, 0x2c, 0x40, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x20, 0x11, 0x00, 0x00, 0x01, 0xde,
+        0xad, 0xbe, 0xef, 0x0d, 0x05, 0x11, 0x5c, 0x00, 0x6c, 0x85, 0x13, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00,
     ];
 
     #[test]
@@ -642,14 +657,30 @@ mod test {
         assert_eq!(p.dst_addr(), "2001:db8::20".parse::<Ipv6Addr>().unwrap());
         assert_eq!(p.payload(), &UDP_PACKET[40..]);
         let chain = p.ext_chain().unwrap();
-        assert_eq!(chain, ExtChain { upper: 17, len: 0, count: 0, fragment: None });
+        assert_eq!(
+            chain,
+            ExtChain {
+                upper: 17,
+                len: 0,
+                count: 0,
+                fragment: None
+            }
+        );
     }
 
     #[test]
     fn walk_hbh_dstopts() {
         let p = Packet::new_checked(&EXT_PACKET[..]).unwrap();
         let chain = p.ext_chain().unwrap();
-        assert_eq!(chain, ExtChain { upper: 17, len: 16, count: 2, fragment: None });
+        assert_eq!(
+            chain,
+            ExtChain {
+                upper: 17,
+                len: 16,
+                count: 2,
+                fragment: None
+            }
+        );
         let hbh = ExtHeader::new_checked(p.payload()).unwrap();
         assert_eq!(hbh.next_header(), IpProtocol::Ipv6Opts);
         assert_eq!(hbh.header_len(), 8);
@@ -666,7 +697,15 @@ mod test {
             more_frags: true,
             ident: 0xdeadbeef,
         };
-        assert_eq!(chain, ExtChain { upper: 17, len: 8, count: 1, fragment: Some(frag) });
+        assert_eq!(
+            chain,
+            ExtChain {
+                upper: 17,
+                len: 8,
+                count: 1,
+                fragment: Some(frag)
+            }
+        );
         assert!(chain.is_fragment() && !chain.is_later_fragment());
         // Same header with a nonzero offset: the walk stops at it.
         let mut later = [0u8; 8];
@@ -680,15 +719,30 @@ mod test {
     #[test]
     fn walk_rejects_bad_chains() {
         // Truncated: a hop-by-hop header claiming 16 bytes in 8.
-        assert_eq!(walk_ext_headers(0, &[17, 1, 0, 0, 0, 0, 0, 0]), Err(Malformed::BadIpv6ExtHeaders));
-        assert_eq!(walk_ext_headers(0, &[17]), Err(Malformed::BadIpv6ExtHeaders));
-        assert_eq!(walk_ext_headers(44, &[17, 0, 0, 0]), Err(Malformed::BadIpv6ExtHeaders));
+        assert_eq!(
+            walk_ext_headers(0, &[17, 1, 0, 0, 0, 0, 0, 0]),
+            Err(Malformed::BadIpv6ExtHeaders)
+        );
+        assert_eq!(
+            walk_ext_headers(0, &[17]),
+            Err(Malformed::BadIpv6ExtHeaders)
+        );
+        assert_eq!(
+            walk_ext_headers(44, &[17, 0, 0, 0]),
+            Err(Malformed::BadIpv6ExtHeaders)
+        );
         // Hop-by-hop after a destination options header.
         let late_hbh = [0, 0, 0, 0, 0, 0, 0, 0, 17, 0, 0, 0, 0, 0, 0, 0];
-        assert_eq!(walk_ext_headers(60, &late_hbh), Err(Malformed::BadIpv6ExtHeaders));
+        assert_eq!(
+            walk_ext_headers(60, &late_hbh),
+            Err(Malformed::BadIpv6ExtHeaders)
+        );
         // Two fragment headers.
         let two_frag = [44, 0, 0, 1, 0, 0, 0, 1, 17, 0, 0, 1, 0, 0, 0, 1];
-        assert_eq!(walk_ext_headers(44, &two_frag), Err(Malformed::BadIpv6ExtHeaders));
+        assert_eq!(
+            walk_ext_headers(44, &two_frag),
+            Err(Malformed::BadIpv6ExtHeaders)
+        );
         // Eight destination options headers are fine, nine are too many.
         let mut chain = [0u8; 8 * 9];
         for h in chain.chunks_mut(8) {
@@ -698,13 +752,22 @@ mod test {
         assert_eq!(walk_ext_headers(60, &chain[..64]).unwrap().count, 8);
         chain[8 * 7] = 60;
         chain[8 * 8] = 17;
-        assert_eq!(walk_ext_headers(60, &chain), Err(Malformed::BadIpv6ExtHeaders));
+        assert_eq!(
+            walk_ext_headers(60, &chain),
+            Err(Malformed::BadIpv6ExtHeaders)
+        );
     }
 
     #[test]
     fn check_len_reasons() {
-        assert_eq!(Packet::new_checked(&UDP_PACKET[..39]), Err(Malformed::TruncatedIp));
-        assert_eq!(Packet::new_checked(&UDP_PACKET[..76]), Err(Malformed::BadIpTotalLen));
+        assert_eq!(
+            Packet::new_checked(&UDP_PACKET[..39]),
+            Err(Malformed::TruncatedIp)
+        );
+        assert_eq!(
+            Packet::new_checked(&UDP_PACKET[..76]),
+            Err(Malformed::BadIpTotalLen)
+        );
         let mut v4 = UDP_PACKET;
         v4[0] = 0x40;
         let p = Packet::new_checked(&v4[..]).unwrap();
@@ -721,7 +784,10 @@ mod test {
             repr.emit(&mut q);
             q.payload_mut().copy_from_slice(p.payload());
             assert_eq!(&out[..], bytes);
-            assert_eq!(Repr::parse(&Packet::new_checked(&out[..]).unwrap()).unwrap(), repr);
+            assert_eq!(
+                Repr::parse(&Packet::new_checked(&out[..]).unwrap()).unwrap(),
+                repr
+            );
         }
     }
 
@@ -745,6 +811,9 @@ mod test {
         let mut out = [0xa5u8; 8];
         repr.emit(&mut FragmentHeader::new_unchecked(&mut out[..]));
         assert_eq!(&out[..], bytes);
-        assert_eq!(FragmentRepr::parse(&FragmentHeader::new_checked(&out[..]).unwrap()), Ok(repr));
+        assert_eq!(
+            FragmentRepr::parse(&FragmentHeader::new_checked(&out[..]).unwrap()),
+            Ok(repr)
+        );
     }
 }

@@ -54,6 +54,14 @@
 //!   arithmetic on fixed-size values; [`nat`] checks its offsets against the frame and
 //!   returns an error instead of indexing out of bounds.
 
+//! # Tests
+//!
+//! Each format's unit tests hold captured-style byte vectors that parse and re-emit in
+//! both directions; the vectors and the fuzz seed frames are generated, with checksums
+//! computed independently of this crate, by `fuzz/seeds.py` (`--rust` prints the
+//! arrays). `tests/wire_props.rs` (proptest), `tests/wire_malformed.rs` and
+//! `tests/wire_fuzz_corpus.rs` (replays `fuzz/corpus`) cover the rest.
+
 pub mod arp;
 pub mod checksum;
 pub mod classify;

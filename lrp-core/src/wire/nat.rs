@@ -71,7 +71,11 @@ fn plan(frame: &[u8], offsets: &Offsets, proto: Option<Proto>) -> Result<Plan, R
             Some((at, is_udp))
         }
     };
-    Ok(Plan { v6, l3, l4_checksum })
+    Ok(Plan {
+        v6,
+        l3,
+        l4_checksum,
+    })
 }
 
 fn port_offset(offsets: &Offsets, side: Side) -> usize {
@@ -127,7 +131,15 @@ fn fix_ip_header(frame: &mut [u8], plan: &Plan, delta: Delta) {
 fn fix_l4(frame: &mut [u8], plan: &Plan, delta: Delta) {
     if let Some((at, is_udp)) = plan.l4_checksum {
         let hc = get_u16(frame, at);
-        set_u16(frame, at, if is_udp { delta.apply_udp(hc) } else { delta.apply(hc) });
+        set_u16(
+            frame,
+            at,
+            if is_udp {
+                delta.apply_udp(hc)
+            } else {
+                delta.apply(hc)
+            },
+        );
     }
 }
 
@@ -209,7 +221,11 @@ pub fn decrement_ttl(frame: &mut [u8], offsets: &Offsets) -> Result<u8, RewriteE
     frame[at] = new;
     let ck = plan.l3 + ipv4::CHECKSUM_OFFSET;
     let new_word = u16::from_be_bytes([new, protocol]);
-    set_u16(frame, ck, checksum::update16(get_u16(frame, ck), old_word, new_word));
+    set_u16(
+        frame,
+        ck,
+        checksum::update16(get_u16(frame, ck), old_word, new_word),
+    );
     Ok(new)
 }
 
@@ -223,17 +239,20 @@ mod test {
     // Ethernet + IPv4 + TCP SYN 192.168.1.10:40000 -> 192.168.1.20:80; checksums zero,
     // filled in by `fixed_syn`.
     static TCP_SYN: [u8; 54] = [
-        0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00,
-        0x45, 0x00, 0x00, 0x28, 0x00, 0x00, 0x40, 0x00, 0x40, 0x06, 0x00, 0x00, 0xc0, 0xa8,
-        0x01, 0x0a, 0xc0, 0xa8, 0x01, 0x14, 0x9c, 0x40, 0x00, 0x50, 0x12, 0x34, 0x56, 0x78,
-        0x00, 0x00, 0x00, 0x00, 0x50, 0x02, 0xfa, 0xf0, 0x00, 0x00, 0x00, 0x00,
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00, 0x00, 0x01, 0x08, 0x00, 0x45,
+        0x00, 0x00, 0x28, 0x00, 0x00, 0x40, 0x00, 0x40, 0x06, 0x00, 0x00, 0xc0, 0xa8, 0x01, 0x0a,
+        0xc0, 0xa8, 0x01, 0x14, 0x9c, 0x40, 0x00, 0x50, 0x12, 0x34, 0x56, 0x78, 0x00, 0x00, 0x00,
+        0x00, 0x50, 0x02, 0xfa, 0xf0, 0x00, 0x00, 0x00, 0x00,
     ];
 
     fn fixed_syn() -> Vec<u8> {
         let mut f = TCP_SYN.to_vec();
         let ipc = checksum::checksum(&f[14..34]);
         f[24..26].copy_from_slice(&ipc.to_be_bytes());
-        let (s, d) = ("192.168.1.10".parse().unwrap(), "192.168.1.20".parse().unwrap());
+        let (s, d) = (
+            "192.168.1.10".parse().unwrap(),
+            "192.168.1.20".parse().unwrap(),
+        );
         let c = checksum::l4(&s, &d, 6, &f[34..]);
         f[50..52].copy_from_slice(&c.to_be_bytes());
         f
@@ -277,13 +296,24 @@ mod test {
             set_addr(&mut f, &offs, Some(proto), Side::Src, v6),
             Err(RewriteError::FamilyMismatch)
         );
-        let far = Offsets { l3: 14, l4: 60, l3_len: 40 };
+        let far = Offsets {
+            l3: 14,
+            l4: 60,
+            l3_len: 40,
+        };
         assert_eq!(
             set_endpoint(&mut f, &far, proto, Side::Src, "1.2.3.4:5".parse().unwrap()),
             Err(RewriteError::OutOfBounds)
         );
-        let outside = Offsets { l3: 100, l4: 120, l3_len: 40 };
-        assert_eq!(set_port(&mut f, &outside, proto, Side::Src, 1), Err(RewriteError::OutOfBounds));
+        let outside = Offsets {
+            l3: 100,
+            l4: 120,
+            l3_len: 40,
+        };
+        assert_eq!(
+            set_port(&mut f, &outside, proto, Side::Src, 1),
+            Err(RewriteError::OutOfBounds)
+        );
         assert_eq!(f, fixed_syn());
     }
 

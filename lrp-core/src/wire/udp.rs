@@ -244,9 +244,9 @@ mod test {
 
     // DNS query for example.com A, 192.168.1.10:53000 -> 192.168.1.20:53.
     static DNS_QUERY: [u8; 37] = [
-        0xcf, 0x08, 0x00, 0x35, 0x00, 0x25, 0x31, 0xbc, 0xab, 0xcd, 0x01, 0x00, 0x00, 0x01,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07, 0x65, 0x78, 0x61, 0x6d, 0x70, 0x6c, 0x65,
-        0x03, 0x63, 0x6f, 0x6d, 0x00, 0x00, 0x01, 0x00, 0x01,
+        0xcf, 0x08, 0x00, 0x35, 0x00, 0x25, 0x31, 0xbc, 0xab, 0xcd, 0x01, 0x00, 0x00, 0x01, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x07, 0x65, 0x78, 0x61, 0x6d, 0x70, 0x6c, 0x65, 0x03, 0x63,
+        0x6f, 0x6d, 0x00, 0x00, 0x01, 0x00, 0x01,
     ];
 
     // "hello", 192.168.1.10:5000 -> 192.168.1.20:6000, sent without checksum.
@@ -274,8 +274,14 @@ mod test {
     fn zero_checksum() {
         let p = Packet::new_checked(&ZERO_CSUM[..]).unwrap();
         assert_eq!(p.checksum(), 0);
-        assert!(p.verify_checksum(&SRC4, &DST4), "IPv4: zero means no checksum");
-        assert!(!p.verify_checksum(&SRC6, &DST6), "IPv6: a checksum is mandatory");
+        assert!(
+            p.verify_checksum(&SRC4, &DST4),
+            "IPv4: zero means no checksum"
+        );
+        assert!(
+            !p.verify_checksum(&SRC6, &DST6),
+            "IPv6: a checksum is mandatory"
+        );
         let mut buf = ZERO_CSUM;
         let mut q = Packet::new_checked(&mut buf[..]).unwrap();
         q.fill_checksum(&SRC4, &DST4);
@@ -292,8 +298,14 @@ mod test {
 
     #[test]
     fn check_len_reasons() {
-        assert_eq!(Packet::new_checked(&DNS_QUERY[..7]), Err(Malformed::TruncatedL4));
-        assert_eq!(Packet::new_checked(&DNS_QUERY[..36]), Err(Malformed::BadUdpLen));
+        assert_eq!(
+            Packet::new_checked(&DNS_QUERY[..7]),
+            Err(Malformed::TruncatedL4)
+        );
+        assert_eq!(
+            Packet::new_checked(&DNS_QUERY[..36]),
+            Err(Malformed::BadUdpLen)
+        );
         let mut short = DNS_QUERY;
         short[5] = 7;
         assert_eq!(Packet::new_checked(&short[..]), Err(Malformed::BadUdpLen));
@@ -305,9 +317,17 @@ mod test {
             let p = Packet::new_checked(bytes).unwrap();
             let repr = Repr::parse(&p).unwrap();
             let mut out = vec![0xa5u8; repr.buffer_len()];
-            repr.emit(&mut Packet::new_unchecked(&mut out[..]), p.payload(), &src, &dst);
+            repr.emit(
+                &mut Packet::new_unchecked(&mut out[..]),
+                p.payload(),
+                &src,
+                &dst,
+            );
             assert_eq!(&out[..], bytes);
-            assert_eq!(Repr::parse(&Packet::new_checked(&out[..]).unwrap()).unwrap(), repr);
+            assert_eq!(
+                Repr::parse(&Packet::new_checked(&out[..]).unwrap()).unwrap(),
+                repr
+            );
         }
     }
 
@@ -315,12 +335,26 @@ mod test {
     fn computed_zero_is_sent_as_ffff() {
         // Find a payload word that makes the computed checksum zero.
         let mut buf = [0u8; 10];
-        let repr = Repr { src_port: 1, dst_port: 2, payload_len: 2 };
-        repr.emit(&mut Packet::new_unchecked(&mut buf[..]), &[0, 0], &SRC4, &DST4);
+        let repr = Repr {
+            src_port: 1,
+            dst_port: 2,
+            payload_len: 2,
+        };
+        repr.emit(
+            &mut Packet::new_unchecked(&mut buf[..]),
+            &[0, 0],
+            &SRC4,
+            &DST4,
+        );
         let c = Packet::new_checked(&buf[..]).unwrap().checksum();
         // Adding the checksum value to the payload makes the sum -0 and the checksum 0.
         let word = c.to_be_bytes();
-        repr.emit(&mut Packet::new_unchecked(&mut buf[..]), &word, &SRC4, &DST4);
+        repr.emit(
+            &mut Packet::new_unchecked(&mut buf[..]),
+            &word,
+            &SRC4,
+            &DST4,
+        );
         let p = Packet::new_checked(&buf[..]).unwrap();
         assert_eq!(p.checksum(), 0xffff);
         assert!(p.verify_checksum(&SRC4, &DST4));

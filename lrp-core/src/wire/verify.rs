@@ -27,10 +27,16 @@ use crate::flow::{Classification, FlowKey, Malformed, Offsets, Proto};
 /// not fit `frame` (offsets outside it), it fails with a length reason instead.
 pub fn verify(frame: &[u8], class: &Classification) -> Result<(), Malformed> {
     match *class {
-        Classification::Flow { ref key, ref offsets, .. } => verify_flow(frame, key, offsets),
+        Classification::Flow {
+            ref key,
+            ref offsets,
+            ..
+        } => verify_flow(frame, key, offsets),
         Classification::Icmp { .. } | Classification::Fragment | Classification::OtherIp(_) => {
             match layer3(frame)? {
-                Layer3::Ip(ip) => verify_ip(frame, &ip, matches!(class, Classification::Icmp { .. })),
+                Layer3::Ip(ip) => {
+                    verify_ip(frame, &ip, matches!(class, Classification::Icmp { .. }))
+                }
                 Layer3::Arp(_) | Layer3::Other(_) => Ok(()),
             }
         }
@@ -57,10 +63,12 @@ fn ipv4_header(packet: &[u8], header_len: usize) -> Result<(), Malformed> {
 
 fn verify_flow(frame: &[u8], key: &FlowKey, offsets: &Offsets) -> Result<(), Malformed> {
     let l3 = usize::from(offsets.l3);
-    let header_len =
-        usize::from(offsets.l4).checked_sub(l3).ok_or(Malformed::BadIpHeaderLen)?;
-    let packet =
-        frame.get(l3..l3 + usize::from(offsets.l3_len)).ok_or(Malformed::BadIpTotalLen)?;
+    let header_len = usize::from(offsets.l4)
+        .checked_sub(l3)
+        .ok_or(Malformed::BadIpHeaderLen)?;
+    let packet = frame
+        .get(l3..l3 + usize::from(offsets.l3_len))
+        .ok_or(Malformed::BadIpTotalLen)?;
     let segment = packet.get(header_len..).ok_or(Malformed::TruncatedL4)?;
     let fragmented = match key.src {
         IpAddr::V4(_) => {
@@ -122,7 +130,10 @@ mod test {
         ];
         let c = checksum::checksum(&f[14..34]);
         f[24..26].copy_from_slice(&c.to_be_bytes());
-        let (s, d) = ("192.168.1.10".parse().unwrap(), "192.168.1.20".parse().unwrap());
+        let (s, d) = (
+            "192.168.1.10".parse().unwrap(),
+            "192.168.1.20".parse().unwrap(),
+        );
         let c = checksum::udp_finish(checksum::l4(&s, &d, 17, &f[34..]));
         f[40..42].copy_from_slice(&c.to_be_bytes());
         f
@@ -149,13 +160,22 @@ mod test {
         let f = udp_frame();
         let c = classify(&f);
         assert!(verify(&f[..20], &c).is_err());
-        let Classification::Flow { key, flags, .. } = c else { panic!() };
+        let Classification::Flow { key, flags, .. } = c else {
+            panic!()
+        };
         let wild = Classification::Flow {
             key,
             flags,
-            offsets: Offsets { l3: 60000, l4: 10, l3_len: 65535 },
+            offsets: Offsets {
+                l3: 60000,
+                l4: 10,
+                l3_len: 65535,
+            },
         };
         assert!(verify(&f, &wild).is_err());
-        assert_eq!(verify(&f, &Classification::Malformed(Malformed::BadArp)), Err(Malformed::BadArp));
+        assert_eq!(
+            verify(&f, &Classification::Malformed(Malformed::BadArp)),
+            Err(Malformed::BadArp)
+        );
     }
 }

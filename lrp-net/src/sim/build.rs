@@ -91,7 +91,11 @@ pub fn tcp_v4_into(
     ethernet(buf, ETH_IPV4);
     ipv4(buf, *src.ip(), *dst.ip(), 6, 20 + payload.len());
     let l4 = buf.len();
-    let ack: u32 = if flags & lrp_core::flow::TcpFlags::ACK != 0 { 1 } else { 0 };
+    let ack: u32 = if flags & lrp_core::flow::TcpFlags::ACK != 0 {
+        1
+    } else {
+        0
+    };
     buf.extend_from_slice(&src.port().to_be_bytes());
     buf.extend_from_slice(&dst.port().to_be_bytes());
     buf.extend_from_slice(&1u32.to_be_bytes());
@@ -172,7 +176,9 @@ mod tests {
     fn udp_frames_classify_and_verify() {
         let f = udp_v4(sa("10.0.0.1:5000"), sa("10.0.0.2:53"), b"hello");
         let class = classify(&f);
-        let Classification::Flow { key, .. } = class else { panic!("{class:?}") };
+        let Classification::Flow { key, .. } = class else {
+            panic!("{class:?}")
+        };
         assert_eq!(
             key,
             FlowKey {
@@ -191,11 +197,18 @@ mod tests {
     fn tcp_frames_classify_and_verify() {
         let f = tcp_v4(sa("10.0.0.1:4000"), sa("10.0.0.2:80"), TcpFlags::SYN, b"");
         let class = classify(&f);
-        let Classification::Flow { key, flags, .. } = class else { panic!("{class:?}") };
+        let Classification::Flow { key, flags, .. } = class else {
+            panic!("{class:?}")
+        };
         assert!(flags.is_syn_only());
         assert_eq!((key.proto, key.dport), (Proto::Tcp, 80));
         assert_eq!(verify(&f, &class), Ok(()));
-        let g = tcp_v4(sa("10.0.0.1:4000"), sa("10.0.0.2:80"), TcpFlags::ACK, b"data");
+        let g = tcp_v4(
+            sa("10.0.0.1:4000"),
+            sa("10.0.0.2:80"),
+            TcpFlags::ACK,
+            b"data",
+        );
         assert_eq!(verify(&g, &classify(&g)), Ok(()));
     }
 
@@ -206,7 +219,13 @@ mod tests {
         assert_eq!(classify(&arp), Classification::Arp { target });
         let icmp = icmp_echo_v4("10.0.0.1".parse().unwrap(), target, 1, 2, b"ping");
         let class = classify(&icmp);
-        assert_eq!(class, Classification::Icmp { dst: target.into(), icmp_type: 8 });
+        assert_eq!(
+            class,
+            Classification::Icmp {
+                dst: target.into(),
+                icmp_type: 8
+            }
+        );
         assert_eq!(verify(&icmp, &class), Ok(()));
     }
 

@@ -1,1 +1,939 @@
-//! Sockets over smoltcp with lazy receiver processing (being written).
+//! Sockets over smoltcp with lazy receiver processing: UDP, TCP listen/accept/stream.
+//!
+//! A [`Stack`] owns one IPv4 address (and MAC) on a [`Nic`]. Every socket it opens is an
+//! LRP endpoint: its own NI [`Channel`] chosen by a demux [`Rule`], its own smoltcp
+//! `Interface` + `SocketSet` (the same address on each), and its own
+//! [`Account`](lrp_core::account::Account).
+//!
+//! ```text
+//!  wire ─► NIC demux ─┬─► channel: UDP :9000  ─► UdpSocket::recv_from ─► smoltcp (iface A)
+//!   (early demux,     ├─► channel: TCP :80    ─► TcpListener::accept  ─► handshakes (one iface each)
+//!    early discard)   ├─► channel: 5-tuple #1 ─► TcpStream::read      ─► smoltcp (iface B)
+//!                     ├─► channel: 5-tuple #2 ─► TcpStream::read      ─► smoltcp (iface C)
+//!                     └─► channel: host (ARP, ICMP) ─► control thread ─► smoltcp (iface 0)
+//! ```
+//!
+//! # Lazy protocol processing and accounting
+//!
+//! In [`Mode::NiLrp`] and [`Mode::SoftLrp`] a frame waits, unprocessed, in its endpoint's
+//! channel until the endpoint's owner calls in: `recv_from`, `accept`, `read`, `write`.
+//! That call verifies the checksums ([`lrp_core::wire::verify`]; failures counted by
+//! reason on the endpoint's account) and runs smoltcp's ingress and egress, on the
+//! caller's thread. The thread CPU time of that work (`CLOCK_THREAD_CPUTIME_ID`, measured
+//! around each step) is charged to the endpoint's account, readable in [`SocketStats`].
+//! A flooded socket's excess is discarded at its own channel before any of this work,
+//! and only its owner pays for the frames it does take.
+//!
+//! UDP processing is bounded by room: a receive takes at most as many frames off the
+//! channel as the socket buffer has free slots, so smoltcp never drops a processed
+//! datagram for lack of space (the drop, if any, is the channel's early discard). TCP
+//! needs no such bound: smoltcp's receive window already limits what the peer sends.
+//!
+//! In [`Mode::Eager`] (the baseline) the same smoltcp work happens at poll time, for every
+//! endpoint at once: a shared poll step ([`Stack::poll_eager`]) drains every channel into
+//! the sockets' buffers and drops at a full socket buffer *after* the work (counted as
+//! `EndpointFull`). Who pays is set by [`EagerDriver`]: a dedicated poll thread charges
+//! the stack's eager account ([`Stack::eager_stats`], the analogue of interrupt time
+//! billed to nobody), or with [`EagerDriver::Callers`] whichever socket call runs the
+//! step is charged for everybody's frames (the 4.4BSD pathology: billed to whoever was
+//! running). Either way an experiment sees where a flood's processing lands.
+//!
+//! # TCP: backlog and per-connection channels
+//!
+//! A smoltcp listening socket accepts exactly one connection and an established socket
+//! cannot move between socket sets. [`TcpListener`] therefore does the listening itself:
+//!
+//! * Its channel (a listener rule on the port) receives the connection requests and every
+//!   other segment for the port that no exact rule claims.
+//! * A SYN for which there is room in the backlog (handshakes in progress plus
+//!   connections waiting in the accept queue) gets a fresh `Interface` + `SocketSet` with
+//!   one listening socket; the SYN is handed to it, and it answers. A SYN beyond the
+//!   backlog is dropped and counted (`BacklogFull`), as Linux does with a full queue.
+//!   Other segments of a handshake in progress (the final ACK, early data) arrive on the
+//!   listener channel and are handed to that handshake's interface.
+//! * When the handshake completes, the connection gets its **own channel** with an exact
+//!   5-tuple rule and moves, with its interface, to the accept queue. From then on its
+//!   frames bypass the listener: a SYN flood on the port fills only the listener's
+//!   channel, and each connection's processing is charged to its own account.
+//! * The exact channel is created only for completed handshakes, not for every SYN: in
+//!   NI-LRP a channel is an AF_XDP socket, and a SYN flood must not create sockets.
+//! * Segments not belonging to any handshake (an ACK for an unknown connection) are
+//!   answered with a RST by a socket-less interface.
+//!
+//! The trade-offs, honestly:
+//! * The handshake is the listener's work, done when the application calls
+//!   [`TcpListener::accept`] (lazily, like everything else): a server must call `accept`
+//!   from a thread of its own, or SYNs wait in the channel (and clients retransmit).
+//! * Frames of a new connection that reached the listener's channel just before the
+//!   connection's exact rule was installed are forwarded to the connection by the next
+//!   `accept` call; during a short grace period after the handshake a connection waits
+//!   in slices of at most 20 ms so it picks them up, and TCP retransmission covers the
+//!   rest.
+//! * One interface per connection costs memory (an `Interface` and two socket buffers)
+//!   but keeps smoltcp's per-packet socket lookup trivial, which is the point of early
+//!   demultiplexing.
+//! * TCP timers (retransmission, delayed ACK) run when the connection's owner calls in.
+//!   A dropped [`TcpStream`] closes gracefully in the background (the stack's control
+//!   thread drives it, charging the connection's account) for at most
+//!   [`StackConfig::linger`], then aborts. A connection in TIME-WAIT is released at once:
+//!   a late retransmitted FIN is answered by the listener's RST responder.
+//!
+//! # ARP and ICMP
+//!
+//! The stack's host channel ([`Rule::host`]) receives ARP for and ICMP to its address. A
+//! control interface answers ARP requests and echo requests. Neighbours learned from ARP
+//! go into a table shared by all the stack's interfaces (smoltcp keeps one cache per
+//! interface and fills it only from ARP it receives): an endpoint interface is taught a
+//! neighbour by a synthesized ARP reply injected into its own receive path when it first
+//! hears from that neighbour, or when it sent an ARP request of its own. See
+//! `neighbors.rs`. IPv6 is not configured.
+
+mod cpu;
+mod engine;
+mod neighbors;
+mod stats;
+mod tcp;
+mod udp;
+
+use std::collections::HashSet;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use lrp_core::account::{Account, AccountSnapshot};
+use smoltcp::wire::EthernetAddress;
+
+use crate::nic::{Channel, Mode, Nic, Rule};
+use cpu::CpuMeter;
+use engine::Engine;
+use neighbors::Neighbors;
+
+pub use stats::SocketStats;
+pub use tcp::{TcpListener, TcpStream};
+pub use udp::UdpSocket;
+
+/// Errors of opening a stack or a socket. Socket I/O reports `std::io::Error`; this
+/// converts into one.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StackError {
+    /// The configuration is not usable (the message says which rule was broken).
+    #[error("invalid stack configuration: {0}")]
+    InvalidConfig(&'static str),
+    /// The address is not the stack's own address, or not IPv4.
+    #[error("address {0} is not available on this stack")]
+    AddrNotAvailable(SocketAddr),
+    /// Another socket of this stack already uses the port.
+    #[error("address {0} is already in use")]
+    AddrInUse(SocketAddr),
+    /// No ephemeral port is free for a new connection.
+    #[error("no free ephemeral port")]
+    NoEphemeralPort,
+    /// Opening the endpoint's channel on the NIC failed.
+    #[error(transparent)]
+    Nic(#[from] crate::Error),
+    /// A system call failed (spawning the stack's threads).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl From<StackError> for io::Error {
+    fn from(e: StackError) -> io::Error {
+        let kind = match &e {
+            StackError::InvalidConfig(_) => io::ErrorKind::InvalidInput,
+            StackError::AddrNotAvailable(_) => io::ErrorKind::AddrNotAvailable,
+            StackError::AddrInUse(_) => io::ErrorKind::AddrInUse,
+            StackError::NoEphemeralPort => io::ErrorKind::AddrInUse,
+            StackError::Nic(crate::Error::Io(e)) => e.kind(),
+            StackError::Nic(_) => io::ErrorKind::Other,
+            StackError::Io(e) => e.kind(),
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+/// Who runs the shared poll step in [`Mode::Eager`] (ignored in the LRP modes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EagerDriver {
+    /// A dedicated thread of the stack runs it continuously, like interrupt-time
+    /// processing; its CPU time is charged to the stack's eager account
+    /// ([`Stack::eager_stats`]).
+    #[default]
+    Thread,
+    /// No thread: every blocking socket call runs it before waiting, and is charged for
+    /// all the frames it processes, whoever they were for.
+    Callers,
+}
+
+/// Configuration of a [`Stack`], built by chaining setters on [`StackConfig::new`].
+///
+/// ```
+/// use lrp_net::stack::StackConfig;
+/// use std::time::Duration;
+///
+/// let config = StackConfig::new("10.0.0.2".parse().unwrap(), 24)
+///     .mac([0x02, 0, 0, 0, 0, 0x02])
+///     .gateway("10.0.0.1".parse().unwrap())
+///     .linger(Duration::from_secs(2));
+/// assert_eq!(config.get_prefix_len(), 24);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackConfig {
+    ip: Ipv4Addr,
+    prefix_len: u8,
+    mac: Option<[u8; 6]>,
+    gateway: Option<Ipv4Addr>,
+    mtu: Option<usize>,
+    neighbors: Vec<(Ipv4Addr, [u8; 6])>,
+    control_thread: bool,
+    host_capacity: usize,
+    udp_batch: usize,
+    tcp_rx_buffer: usize,
+    tcp_tx_buffer: usize,
+    conn_capacity: usize,
+    syn_timeout: Duration,
+    linger: Duration,
+    eager_driver: EagerDriver,
+}
+
+impl StackConfig {
+    /// A stack at `ip`/`prefix_len`. A MAC address must be set with [`mac`](Self::mac).
+    pub fn new(ip: Ipv4Addr, prefix_len: u8) -> StackConfig {
+        StackConfig {
+            ip,
+            prefix_len,
+            mac: None,
+            gateway: None,
+            mtu: None,
+            neighbors: Vec::new(),
+            control_thread: true,
+            host_capacity: 256,
+            udp_batch: 32,
+            tcp_rx_buffer: 64 * 1024,
+            tcp_tx_buffer: 64 * 1024,
+            conn_capacity: 256,
+            syn_timeout: Duration::from_secs(10),
+            linger: Duration::from_secs(5),
+            eager_driver: EagerDriver::Thread,
+        }
+    }
+
+    /// The stack's MAC address (normally the interface's own, so frames addressed to the
+    /// interface reach the stack). Required.
+    pub fn mac(mut self, mac: [u8; 6]) -> Self {
+        self.mac = Some(mac);
+        self
+    }
+
+    /// The default gateway for destinations outside the prefix.
+    pub fn gateway(mut self, gateway: Ipv4Addr) -> Self {
+        self.gateway = Some(gateway);
+        self
+    }
+
+    /// The IP MTU (default: 1500, or less if the NIC's frames are smaller).
+    pub fn mtu(mut self, mtu: usize) -> Self {
+        self.mtu = Some(mtu);
+        self
+    }
+
+    /// A static neighbour entry: `ip` is at `mac` (no ARP needed for it).
+    pub fn neighbor(mut self, ip: Ipv4Addr, mac: [u8; 6]) -> Self {
+        self.neighbors.push((ip, mac));
+        self
+    }
+
+    /// Whether the stack runs a control thread (default on) that answers ARP and ICMP on
+    /// the host channel and closes dropped TCP connections in the background. Without
+    /// it, ARP is answered only when sockets run [`Stack::poll_control`] (they do when
+    /// they need a neighbour) or the application calls it, and dropping a `TcpStream`
+    /// lingers in the dropping thread.
+    pub fn control_thread(mut self, enabled: bool) -> Self {
+        self.control_thread = enabled;
+        self
+    }
+
+    /// Capacity of the host (ARP/ICMP) channel, in frames (default 256).
+    pub fn host_capacity(mut self, frames: usize) -> Self {
+        self.host_capacity = frames;
+        self
+    }
+
+    /// UDP: the most datagrams one receive processes ahead into the socket buffer in the
+    /// LRP modes (default 32); amortizes the CPU-time measurement.
+    pub fn udp_batch(mut self, datagrams: usize) -> Self {
+        self.udp_batch = datagrams;
+        self
+    }
+
+    /// TCP socket buffer sizes in bytes (default 64 KiB each).
+    pub fn tcp_buffers(mut self, rx: usize, tx: usize) -> Self {
+        self.tcp_rx_buffer = rx;
+        self.tcp_tx_buffer = tx;
+        self
+    }
+
+    /// Capacity of each TCP connection's own channel, in frames (default 256).
+    pub fn conn_capacity(mut self, frames: usize) -> Self {
+        self.conn_capacity = frames;
+        self
+    }
+
+    /// How long a TCP handshake may stay incomplete before its slot in the backlog is
+    /// freed (default 10 s).
+    pub fn syn_timeout(mut self, timeout: Duration) -> Self {
+        self.syn_timeout = timeout;
+        self
+    }
+
+    /// How long a dropped TCP connection may take to close gracefully before it is
+    /// aborted with a RST (default 5 s).
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// Who runs the shared poll step in EAGER mode (default: a thread).
+    pub fn eager_driver(mut self, driver: EagerDriver) -> Self {
+        self.eager_driver = driver;
+        self
+    }
+
+    /// The stack's IPv4 address.
+    pub fn get_ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+
+    /// The prefix length.
+    pub fn get_prefix_len(&self) -> u8 {
+        self.prefix_len
+    }
+
+    /// The MAC address, if set.
+    pub fn get_mac(&self) -> Option<[u8; 6]> {
+        self.mac
+    }
+
+    /// The gateway, if set.
+    pub fn get_gateway(&self) -> Option<Ipv4Addr> {
+        self.gateway
+    }
+}
+
+/// The validated configuration the stack runs with.
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    pub(crate) ip: Ipv4Addr,
+    pub(crate) prefix_len: u8,
+    mask: u32,
+    pub(crate) mac: [u8; 6],
+    pub(crate) gateway: Option<Ipv4Addr>,
+    pub(crate) mtu: usize,
+    pub(crate) udp_batch: usize,
+    pub(crate) tcp_rx_buffer: usize,
+    pub(crate) tcp_tx_buffer: usize,
+    pub(crate) conn_capacity: usize,
+    pub(crate) syn_timeout: Duration,
+    pub(crate) linger: Duration,
+    pub(crate) eager_driver: EagerDriver,
+    pub(crate) control_thread: bool,
+}
+
+impl Resolved {
+    /// Whether `ip` is on the stack's subnet (reachable without the gateway).
+    pub(crate) fn on_link(&self, ip: Ipv4Addr) -> bool {
+        (u32::from(ip) ^ u32::from(self.ip)) & self.mask == 0
+    }
+
+    /// The largest UDP payload of one frame.
+    pub(crate) fn max_udp_payload(&self) -> usize {
+        self.mtu - 20 - 8
+    }
+}
+
+/// Bytes the kernel keeps in front of a received frame in its chunk
+/// (`XDP_PACKET_HEADROOM`): a received frame must fit in the rest.
+const KERNEL_RX_HEADROOM: usize = 256;
+
+fn resolve(config: &StackConfig, nic: &Nic) -> Result<Resolved, StackError> {
+    let ip = config.ip;
+    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() {
+        return Err(StackError::InvalidConfig(
+            "the address must be a unicast IPv4 address",
+        ));
+    }
+    if config.prefix_len == 0 || config.prefix_len > 32 {
+        return Err(StackError::InvalidConfig(
+            "the prefix length must be 1 to 32",
+        ));
+    }
+    let mac = config
+        .mac
+        .ok_or(StackError::InvalidConfig("a MAC address is required"))?;
+    if !EthernetAddress(mac).is_unicast() {
+        return Err(StackError::InvalidConfig("the MAC address must be unicast"));
+    }
+    let mask = u32::MAX << (32 - u32::from(config.prefix_len));
+    if let Some(gw) = config.gateway {
+        if (u32::from(gw) ^ u32::from(ip)) & mask != 0 || gw == ip {
+            return Err(StackError::InvalidConfig(
+                "the gateway must be another address on the subnet",
+            ));
+        }
+    }
+    let nic_cfg = nic.config();
+    let chunk = nic_cfg.get_frame_size() as usize;
+    let room = chunk
+        .saturating_sub(nic_cfg.get_headroom() as usize)
+        .saturating_sub(KERNEL_RX_HEADROOM)
+        .saturating_sub(14);
+    let mtu = config.mtu.unwrap_or(1500.min(room));
+    if mtu < 576 || mtu > room {
+        return Err(StackError::InvalidConfig(
+            "the MTU must be at least 576 and fit in the NIC's frames",
+        ));
+    }
+    if config.udp_batch == 0 || config.conn_capacity == 0 || config.host_capacity == 0 {
+        return Err(StackError::InvalidConfig(
+            "batch and channel capacities must be non-zero",
+        ));
+    }
+    if config.tcp_rx_buffer < 1024 || config.tcp_tx_buffer < 1024 {
+        return Err(StackError::InvalidConfig(
+            "TCP buffers must hold at least 1 KiB",
+        ));
+    }
+    Ok(Resolved {
+        ip,
+        prefix_len: config.prefix_len,
+        mask,
+        mac,
+        gateway: config.gateway,
+        mtu,
+        udp_batch: config.udp_batch,
+        tcp_rx_buffer: config.tcp_rx_buffer,
+        tcp_tx_buffer: config.tcp_tx_buffer,
+        conn_capacity: config.conn_capacity,
+        syn_timeout: config.syn_timeout,
+        linger: config.linger,
+        eager_driver: config.eager_driver,
+        control_thread: config.control_thread,
+    })
+}
+
+/// A sequence number plus a condition variable: wakes socket calls waiting for the
+/// eager poll step to deliver into their buffers.
+#[derive(Debug, Default)]
+pub(crate) struct Signal {
+    seq: Mutex<u64>,
+    cv: Condvar,
+}
+
+impl Signal {
+    /// The current sequence number (read it before checking the condition).
+    pub(crate) fn seq(&self) -> u64 {
+        *lock(&self.seq)
+    }
+
+    /// Something changed: wake all waiters.
+    pub(crate) fn notify(&self) {
+        *lock(&self.seq) += 1;
+        self.cv.notify_all();
+    }
+
+    /// Wait until the sequence number differs from `seen`, or `timeout` passes.
+    pub(crate) fn wait(&self, seen: u64, timeout: Option<Duration>) {
+        let guard = lock(&self.seq);
+        match timeout {
+            Some(t) => {
+                drop(self.cv.wait_timeout_while(guard, t, |s| *s == seen));
+            }
+            None => {
+                drop(self.cv.wait_while(guard, |s| *s == seen));
+            }
+        }
+    }
+}
+
+/// An endpoint that the eager poll step drives.
+pub(crate) trait EagerEndpoint: Send + Sync {
+    /// Process every frame waiting in the endpoint's channel into its socket buffers.
+    /// Returns how many frames were taken. Does not charge CPU time (the caller does).
+    fn eager_step(&self) -> usize;
+}
+
+/// Ports in use on the stack.
+#[derive(Debug, Default)]
+struct Ports {
+    udp: HashSet<u16>,
+    tcp_listen: HashSet<u16>,
+    tcp_active: HashSet<(u16, SocketAddrV4)>,
+    next_ephemeral: u16,
+}
+
+const EPHEMERAL: std::ops::RangeInclusive<u16> = 49152..=65535;
+
+/// A TCP connection closing in the background.
+pub(crate) trait Lingering: Send + Sync {
+    /// Drive the close; `true` when done (closed, or aborted at the deadline).
+    fn linger_step(&self, now: Instant) -> bool;
+    /// Abort at once (the stack is going away).
+    fn abort(&self);
+}
+
+/// The state shared by the stack's handles, sockets and threads.
+pub(crate) struct StackInner {
+    pub(crate) nic: Nic,
+    pub(crate) cfg: Resolved,
+    pub(crate) neighbors: Neighbors,
+    epoch: Instant,
+    seed: AtomicU64,
+    control_channel: Channel,
+    control: Mutex<Engine>,
+    ports: Mutex<Ports>,
+    eager: Mutex<Vec<Weak<dyn EagerEndpoint>>>,
+    eager_account: Account,
+    lingering: Mutex<Vec<Arc<dyn Lingering>>>,
+    stop: AtomicBool,
+}
+
+impl std::fmt::Debug for StackInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("ip", &self.cfg.ip)
+            .field("prefix_len", &self.cfg.prefix_len)
+            .field("mode", &self.nic.mode())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl StackInner {
+    /// smoltcp's clock: microseconds since the stack started.
+    pub(crate) fn now(&self) -> smoltcp::time::Instant {
+        let us = self.epoch.elapsed().as_micros();
+        smoltcp::time::Instant::from_micros(i64::try_from(us).unwrap_or(i64::MAX))
+    }
+
+    /// A fresh random seed for a new interface (TCP initial sequence numbers, IP ids).
+    pub(crate) fn next_seed(&self) -> u64 {
+        random_seed(self.seed.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// A new engine (interface without sockets) with the stack's addresses.
+    pub(crate) fn new_engine(&self) -> Engine {
+        Engine::new(&self.cfg, self.next_seed(), self.now())
+    }
+
+    /// The mode of the NIC.
+    pub(crate) fn mode(&self) -> Mode {
+        self.nic.mode()
+    }
+
+    /// Whether receive processing is lazy (NI-LRP, SOFT-LRP) rather than eager.
+    pub(crate) fn lazy(&self) -> bool {
+        self.nic.mode() != Mode::Eager
+    }
+
+    /// Run the control path once if no other thread is running it: learn neighbours
+    /// from ARP, let the control interface answer ARP and ICMP. Charges the control
+    /// channel's account unless `inline` (then the caller's meter covers it).
+    fn poll_control_charged(&self, charge: bool) -> usize {
+        let Ok(mut engine) = self.control.try_lock() else {
+            return 0;
+        };
+        let ch = &self.control_channel;
+        let mut frames = Vec::new();
+        let n = ch.recv_batch(64, &mut frames);
+        if n == 0 && engine.staged() == 0 {
+            return 0;
+        }
+        let meter = CpuMeter::start();
+        let account = ch.account();
+        let now = Instant::now();
+        for frame in frames {
+            if let Some((ip, mac)) = neighbors::arp_sender(&frame, self.cfg.ip) {
+                self.neighbors.learn(ip, mac, now);
+            }
+            engine.admit(self, frame, account);
+        }
+        engine.egress(self, ch, account);
+        if charge {
+            meter.charge(account);
+        }
+        n
+    }
+
+    /// [`StackInner::poll_control_charged`] from inside another endpoint's step.
+    pub(crate) fn poll_control_inline(&self) {
+        self.poll_control_charged(false);
+    }
+
+    pub(crate) fn register_eager(&self, endpoint: Weak<dyn EagerEndpoint>) {
+        if !self.lazy() {
+            lock(&self.eager).push(endpoint);
+        }
+    }
+
+    /// The shared eager poll step: the NIC's poll step, then every endpoint's frames
+    /// through smoltcp. Returns frames processed. The caller charges the CPU time.
+    fn eager_step(&self) -> usize {
+        let budget = self.nic.config().get_batch().max(1) * 4;
+        let mut n = self.nic.poll_rx(budget);
+        let endpoints: Vec<Arc<dyn EagerEndpoint>> = {
+            let mut list = lock(&self.eager);
+            list.retain(|w| w.strong_count() > 0);
+            list.iter().filter_map(Weak::upgrade).collect()
+        };
+        for e in &endpoints {
+            n += e.eager_step();
+        }
+        n
+    }
+
+    /// EAGER with [`EagerDriver::Callers`]: run the shared step, charging `account`.
+    pub(crate) fn eager_step_charged(&self, account: &Account) -> usize {
+        let meter = CpuMeter::start();
+        let n = self.eager_step();
+        meter.charge(account);
+        n
+    }
+
+    pub(crate) fn add_lingering(&self, conn: Arc<dyn Lingering>) {
+        lock(&self.lingering).push(conn);
+    }
+
+    fn drive_lingering(&self) -> bool {
+        let list: Vec<Arc<dyn Lingering>> = lock(&self.lingering).clone();
+        if list.is_empty() {
+            return false;
+        }
+        let now = Instant::now();
+        let done: Vec<bool> = list.iter().map(|c| c.linger_step(now)).collect();
+        let mut guard = lock(&self.lingering);
+        guard.retain(|c| !list.iter().zip(&done).any(|(l, d)| *d && Arc::ptr_eq(l, c)));
+        !guard.is_empty()
+    }
+
+    /// Open a channel for an endpoint of this stack.
+    pub(crate) fn channel(&self, rule: Rule, capacity: usize) -> Result<Channel, StackError> {
+        Ok(self.nic.channel(rule, capacity)?)
+    }
+
+    /// Check that `addr` is this stack's (or unspecified) and IPv4; returns the port.
+    pub(crate) fn local_port(&self, addr: SocketAddr) -> Result<u16, StackError> {
+        match addr {
+            SocketAddr::V4(a) if a.ip().is_unspecified() || *a.ip() == self.cfg.ip => Ok(a.port()),
+            _ => Err(StackError::AddrNotAvailable(addr)),
+        }
+    }
+
+    pub(crate) fn claim_udp(&self, port: u16) -> Result<u16, StackError> {
+        let mut ports = lock(&self.ports);
+        if port == 0 {
+            return pick_udp(&mut ports);
+        }
+        if !ports.udp.insert(port) {
+            return Err(StackError::AddrInUse(SocketAddr::V4(SocketAddrV4::new(
+                self.cfg.ip,
+                port,
+            ))));
+        }
+        Ok(port)
+    }
+
+    pub(crate) fn release_udp(&self, port: u16) {
+        lock(&self.ports).udp.remove(&port);
+    }
+
+    pub(crate) fn claim_tcp_listen(&self, port: u16) -> Result<(), StackError> {
+        if port == 0 {
+            return Err(StackError::InvalidConfig("a TCP listener needs a port"));
+        }
+        if !lock(&self.ports).tcp_listen.insert(port) {
+            return Err(StackError::AddrInUse(SocketAddr::V4(SocketAddrV4::new(
+                self.cfg.ip,
+                port,
+            ))));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn release_tcp_listen(&self, port: u16) {
+        lock(&self.ports).tcp_listen.remove(&port);
+    }
+
+    /// An ephemeral port for a connection to `remote`.
+    pub(crate) fn claim_tcp_active(&self, remote: SocketAddrV4) -> Result<u16, StackError> {
+        let mut ports = lock(&self.ports);
+        let span = u32::from(*EPHEMERAL.end() - *EPHEMERAL.start()) + 1;
+        for _ in 0..span {
+            let p = advance(&mut ports.next_ephemeral);
+            if !ports.tcp_listen.contains(&p) && !ports.tcp_active.contains(&(p, remote)) {
+                ports.tcp_active.insert((p, remote));
+                return Ok(p);
+            }
+        }
+        Err(StackError::NoEphemeralPort)
+    }
+
+    pub(crate) fn release_tcp_active(&self, port: u16, remote: SocketAddrV4) {
+        lock(&self.ports).tcp_active.remove(&(port, remote));
+    }
+}
+
+/// A random seed: std's per-process random hasher keys (from the OS) mixed with `n`.
+fn random_seed(n: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(n);
+    h.finish()
+}
+
+fn advance(next: &mut u16) -> u16 {
+    if !EPHEMERAL.contains(next) {
+        *next = *EPHEMERAL.start();
+    }
+    let p = *next;
+    *next = if p == *EPHEMERAL.end() {
+        *EPHEMERAL.start()
+    } else {
+        p + 1
+    };
+    p
+}
+
+fn pick_udp(ports: &mut Ports) -> Result<u16, StackError> {
+    let span = u32::from(*EPHEMERAL.end() - *EPHEMERAL.start()) + 1;
+    for _ in 0..span {
+        let p = advance(&mut ports.next_ephemeral);
+        if ports.udp.insert(p) {
+            return Ok(p);
+        }
+    }
+    Err(StackError::NoEphemeralPort)
+}
+
+/// Stops and joins the stack's threads when the last handle goes.
+struct Threads {
+    inner: Arc<StackInner>,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        self.inner.stop.store(true, Ordering::Release);
+        for h in lock(&self.handles).drain(..) {
+            let _ = h.join();
+        }
+        let list: Vec<Arc<dyn Lingering>> = lock(&self.inner.lingering).drain(..).collect();
+        for c in list {
+            c.abort();
+        }
+    }
+}
+
+/// A network stack on one [`Nic`]: an IPv4 address, its sockets, ARP and ICMP.
+///
+/// A cheap, cloneable handle; sockets keep the stack alive. See the
+/// [module docs](self) for the design.
+///
+/// ```
+/// use lrp_net::{Mode, Nic, NicConfig};
+/// use lrp_net::sim::{build, SimConfig};
+/// use lrp_net::stack::{Stack, StackConfig};
+///
+/// let (nic, peer) = Nic::sim(SimConfig::new(NicConfig::default().frame_count(512)))?;
+/// let stack = Stack::new(nic, StackConfig::new("10.0.0.2".parse()?, 24).mac(build::LOCAL_MAC))?;
+/// let sock = stack.udp_bind("10.0.0.2:9000".parse()?, 64)?;
+///
+/// peer.inject(&build::udp_v4("10.0.0.1:5000".parse()?, "10.0.0.2:9000".parse()?, b"ping"));
+/// let mut buf = [0u8; 64];
+/// let (n, from) = sock.recv_from(&mut buf)?; // verification + UDP processing run here
+/// assert_eq!((&buf[..n], from), (&b"ping"[..], "10.0.0.1:5000".parse()?));
+/// sock.send_to(b"pong", from)?;
+/// assert_eq!(sock.stats().packets, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Stack {
+    inner: Arc<StackInner>,
+    /// Keeps the stack's threads running while any handle or socket exists.
+    _threads: Arc<Threads>,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl Stack {
+    /// Open a stack on `nic` with `config`: opens the host channel for ARP and ICMP to the
+    /// stack's address and starts the control thread (and, in EAGER mode with
+    /// [`EagerDriver::Thread`], the eager poll thread).
+    pub fn new(nic: Nic, config: StackConfig) -> Result<Stack, StackError> {
+        let cfg = resolve(&config, &nic)?;
+        let control_channel = nic.channel(Rule::host(IpAddr::V4(cfg.ip)), config.host_capacity)?;
+        let neighbors = Neighbors::new();
+        for (ip, mac) in &config.neighbors {
+            neighbors.insert_static(*ip, EthernetAddress(*mac));
+        }
+        let epoch = Instant::now();
+        let control = Engine::new(&cfg, random_seed(u64::MAX), smoltcp::time::Instant::ZERO);
+        let inner = StackInner {
+            nic,
+            cfg,
+            neighbors,
+            epoch,
+            seed: AtomicU64::new(0),
+            control_channel,
+            control: Mutex::new(control),
+            ports: Mutex::new(Ports::default()),
+            eager: Mutex::new(Vec::new()),
+            eager_account: Account::new(),
+            lingering: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+        };
+        let inner = Arc::new(inner);
+        let threads = Arc::new(Threads {
+            inner: Arc::clone(&inner),
+            handles: Mutex::new(Vec::new()),
+        });
+        if inner.cfg.control_thread {
+            let i = Arc::clone(&inner);
+            let h = std::thread::Builder::new()
+                .name("lrp-control".into())
+                .spawn(move || control_loop(&i))?;
+            lock(&threads.handles).push(h);
+        }
+        if inner.mode() == Mode::Eager && inner.cfg.eager_driver == EagerDriver::Thread {
+            let i = Arc::clone(&inner);
+            let h = std::thread::Builder::new()
+                .name("lrp-eager-poll".into())
+                .spawn(move || eager_loop(&i))?;
+            lock(&threads.handles).push(h);
+        }
+        Ok(Stack {
+            inner,
+            _threads: threads,
+        })
+    }
+
+    /// The NIC the stack runs on.
+    pub fn nic(&self) -> &Nic {
+        &self.inner.nic
+    }
+
+    /// The stack's IPv4 address.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.inner.cfg.ip
+    }
+
+    /// The stack's MAC address.
+    pub fn mac(&self) -> [u8; 6] {
+        self.inner.cfg.mac
+    }
+
+    /// The IP MTU the stack's interfaces use.
+    pub fn mtu(&self) -> usize {
+        self.inner.cfg.mtu
+    }
+
+    /// The receive path (from the NIC).
+    pub fn mode(&self) -> Mode {
+        self.inner.mode()
+    }
+
+    /// Bind a UDP socket at `addr` (the stack's address or unspecified; port 0 picks an
+    /// ephemeral port) with a channel of `capacity` frames.
+    pub fn udp_bind(&self, addr: SocketAddr, capacity: usize) -> Result<UdpSocket, StackError> {
+        UdpSocket::bind(self, addr, capacity)
+    }
+
+    /// Listen for TCP connections at `addr` with an accept backlog of `backlog`
+    /// connections (handshakes in progress plus connections not yet accepted).
+    pub fn tcp_listen(&self, addr: SocketAddr, backlog: usize) -> Result<TcpListener, StackError> {
+        TcpListener::bind(self, addr, backlog)
+    }
+
+    /// Open a TCP connection to `remote`, waiting at most `timeout` for the handshake.
+    pub fn tcp_connect(&self, remote: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+        TcpStream::connect_timeout(self, remote, timeout)
+    }
+
+    /// Run the control path once (ARP, ICMP), if no other thread is running it. Returns
+    /// how many frames it took. Only needed without the control thread.
+    pub fn poll_control(&self) -> usize {
+        self.inner.poll_control_charged(true)
+    }
+
+    /// EAGER mode: run the shared poll step once — the NIC's poll step, then every
+    /// endpoint's frames through smoltcp into the socket buffers — charging its CPU time
+    /// to the stack's eager account. Returns how many frames it processed. A no-op
+    /// returning 0 in the LRP modes.
+    pub fn poll_eager(&self) -> usize {
+        if self.inner.lazy() {
+            return 0;
+        }
+        self.inner.eager_step_charged(&self.inner.eager_account)
+    }
+
+    /// The account of the EAGER shared poll step when run by the stack's thread or
+    /// [`poll_eager`](Self::poll_eager): the CPU time spent on everybody's frames, not
+    /// attributable to any socket. Zero in the LRP modes.
+    pub fn eager_stats(&self) -> AccountSnapshot {
+        self.inner.eager_account.snapshot()
+    }
+
+    /// Statistics of the host (ARP/ICMP) channel.
+    pub fn control_stats(&self) -> SocketStats {
+        SocketStats::from_channel(&self.inner.control_channel, 0, 0)
+    }
+
+    /// Neighbours known to the stack (learned from ARP or configured).
+    pub fn neighbors(&self) -> Vec<(Ipv4Addr, [u8; 6])> {
+        self.inner
+            .neighbors
+            .snapshot()
+            .1
+            .into_iter()
+            .map(|(ip, mac)| (ip, mac.0))
+            .collect()
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<StackInner> {
+        &self.inner
+    }
+}
+
+fn control_loop(inner: &StackInner) {
+    while !inner.stop.load(Ordering::Acquire) {
+        inner.poll_control_charged(true);
+        let busy = inner.drive_lingering();
+        let slice = if busy {
+            Duration::from_millis(5)
+        } else {
+            Duration::from_millis(50)
+        };
+        // An error waiting (EINTR, a closed NIC) must not spin: sleep the slice instead.
+        if inner.control_channel.wait(Some(slice)).is_err() {
+            std::thread::sleep(slice);
+        }
+    }
+}
+
+fn eager_loop(inner: &StackInner) {
+    while !inner.stop.load(Ordering::Acquire) {
+        let n = inner.eager_step_charged(&inner.eager_account);
+        if n == 0 && inner.nic.wait_rx(Some(Duration::from_millis(10))).is_err() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

@@ -233,14 +233,23 @@ impl From<&ListenerKey> for RawListenerKey {
             Some(a) => encode_addr(a),
             None => ([0; 16], FAMILY_ANY),
         };
-        RawListenerKey { addr, port: k.port.to_be_bytes(), proto: proto_number(k.proto), family }
+        RawListenerKey {
+            addr,
+            port: k.port.to_be_bytes(),
+            proto: proto_number(k.proto),
+            family,
+        }
     }
 }
 
 impl From<IpAddr> for RawHostKey {
     fn from(a: IpAddr) -> Self {
         let (addr, family) = encode_addr(a);
-        RawHostKey { addr, family, pad: [0; 3] }
+        RawHostKey {
+            addr,
+            family,
+            pad: [0; 3],
+        }
     }
 }
 
@@ -270,10 +279,16 @@ mod tests {
     #[test]
     fn listener_wildcard_is_family_any_and_zero_address() {
         let w = RawListenerKey::from(&ListenerKey::any(Proto::Tcp, 80));
-        assert_eq!((w.addr, w.port, w.proto, w.family), ([0; 16], [0, 80], 6, FAMILY_ANY));
+        assert_eq!(
+            (w.addr, w.port, w.proto, w.family),
+            ([0; 16], [0, 80], 6, FAMILY_ANY)
+        );
         let v6 = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
         let s = RawListenerKey::from(&ListenerKey::new(Proto::Tcp, IpAddr::V6(v6), 443));
-        assert_eq!((s.addr, s.port, s.family), (v6.octets(), [1, 187], FAMILY_V6));
+        assert_eq!(
+            (s.addr, s.port, s.family),
+            (v6.octets(), [1, 187], FAMILY_V6)
+        );
     }
 
     #[test]

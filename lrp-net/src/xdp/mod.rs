@@ -1,1 +1,56 @@
-//! AF_XDP layer (being written).
+//! The AF_XDP layer: NI-LRP's "network interface".
+//!
+//! In LRP, the network interface demultiplexes a frame to its endpoint's channel on
+//! arrival and drops it there if the channel is full (early demultiplexing, NI channels,
+//! early discard). On Linux that interface is built from three kernel pieces, each with a
+//! module here:
+//!
+//! * [`program`] — the XDP program (C source in `lrp-net/bpf/`, object embedded): parses
+//!   the headers in the driver hook, finds the endpoint's slot in BPF maps mirroring
+//!   [`lrp_core::demux::Demux`], drops the frame if the slot's **gate** is closed, and
+//!   otherwise redirects it to the slot's AF_XDP socket. [`LrpXdp`] loads and attaches it
+//!   and writes its maps; [`SlotGate`] drives a gate from a ring's occupancy.
+//! * [`xsk`] — the UMEM and the AF_XDP sockets (over xdpilone): one fill/completion owner
+//!   per `(interface, queue)` ([`XskQueue`]) and one socket per channel ([`XskSocket`]),
+//!   each with its own RX ring (the NI channel) and TX ring, all sharing one UMEM.
+//! * [`frames`] — [`FrameArea`]: an owned UMEM with a free list and move-only [`Frame`]
+//!   handles, for standalone use and tests (the NIC facade uses its frame pool instead).
+//!
+//! [`baseline::rx_drop`] is the receive-and-drop loop used as a throughput baseline.
+//!
+//! # Setup order
+//!
+//! From a thread in the interface's network namespace:
+//!
+//! 1. [`LrpXdp::load`] the program (maps empty, gates open, NI mode, default pass);
+//! 2. create the frame memory and [`Umem`] ([`FrameArea::new`], or [`Umem::new`] over
+//!    caller memory), open the queue ([`XskQueue::open`], which checks the MTU) and add
+//!    sockets ([`XskQueue::add_socket`]);
+//! 3. post frames to the fill ring ([`FrameArea::refill`]) and put each socket in its
+//!    slot ([`LrpXdp::set_socket`]);
+//! 4. insert rules ([`LrpXdp::insert_listener`], ...) and [`LrpXdp::attach`].
+//!
+//! # Safety
+//!
+//! `unsafe` is confined to [`abi`] (the `Pod` impls), `xsk` (UMEM registration and the
+//! thread-safety of xdpilone's UMEM handle), `frames` (byte access to held chunks) and
+//! `sys` (system calls). Every block carries a `SAFETY` comment.
+
+pub mod abi;
+pub mod baseline;
+mod error;
+pub mod frames;
+pub mod program;
+mod sys;
+pub mod xsk;
+
+pub use error::XdpError;
+pub use frames::{Frame, FrameArea, FrameCensus};
+pub use program::{
+    AttachMode, DemuxConfig, DemuxMode, Gates, LrpXdp, ProgramConfig, ProgramCounters,
+    SlotCounters, SlotGate, XdpAction,
+};
+pub use sys::{interface_index, interface_mtu, interface_name};
+pub use xsk::{
+    BindMode, Desc, QueueConfig, SocketConfig, Umem, UmemConfig, XskQueue, XskSocket, XskStats,
+};

@@ -1,0 +1,84 @@
+//! Per-socket statistics: what the endpoint received, what it lost and why, and the CPU
+//! time charged to it.
+
+use lrp_core::account::DropReason;
+
+use crate::nic::{Channel, ChannelStats};
+
+/// Statistics of one socket (its NI channel and its account), plus what the socket
+/// handed to the application.
+///
+/// Early discards happen before any protocol work (at the NIC's gate or ring in NI-LRP,
+/// at the full channel in SOFT-LRP); late drops after it (EAGER's full socket buffer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketStats {
+    /// Frames the endpoint took off its channel for protocol processing.
+    pub packets: u64,
+    /// Bytes of those frames.
+    pub bytes: u64,
+    /// Frames the endpoint transmitted.
+    pub tx_packets: u64,
+    /// Bytes of those frames.
+    pub tx_bytes: u64,
+    /// Datagrams (UDP) or reads (TCP) that delivered data to the application.
+    pub delivered: u64,
+    /// Payload bytes delivered to the application.
+    pub delivered_bytes: u64,
+    /// Frames discarded early, before any protocol work: closed gate, full ring (NI-LRP),
+    /// full channel (SOFT-LRP).
+    pub early_discards: u64,
+    /// Frames dropped after protocol processing because the socket buffer was full
+    /// (EAGER).
+    pub late_drops: u64,
+    /// Frames whose IP, UDP or TCP checksum failed.
+    pub bad_checksum: u64,
+    /// Frames that were malformed (truncated, bad lengths).
+    pub malformed: u64,
+    /// Frames refused by protocol processing (fragments, IPv6, stray segments).
+    pub rejected: u64,
+    /// Connection requests refused because the accept backlog was full (listeners).
+    pub backlog_full: u64,
+    /// Frames lost because the TX ring or the frame pool was exhausted.
+    pub tx_drops: u64,
+    /// CPU nanoseconds of protocol processing charged to this socket.
+    pub cpu_ns: u64,
+    /// Frames waiting in the channel now.
+    pub queued: usize,
+    /// The channel's capacity.
+    pub capacity: usize,
+    /// The channel's full statistics (every drop reason, gate closings).
+    pub channel: ChannelStats,
+}
+
+impl SocketStats {
+    pub(crate) fn from_channel(ch: &Channel, delivered: u64, delivered_bytes: u64) -> SocketStats {
+        let c = ch.stats();
+        let a = &c.account;
+        SocketStats {
+            packets: c.delivered_packets,
+            bytes: c.delivered_bytes,
+            tx_packets: c.tx_packets,
+            tx_bytes: c.tx_bytes,
+            delivered,
+            delivered_bytes,
+            early_discards: a.drops(DropReason::Gate)
+                + a.drops(DropReason::RingFull)
+                + a.drops(DropReason::SoftDiscard),
+            late_drops: a.drops(DropReason::EndpointFull),
+            bad_checksum: a.drops(DropReason::BadChecksum),
+            malformed: a.drops(DropReason::Malformed),
+            rejected: a.drops(DropReason::Rejected),
+            backlog_full: a.drops(DropReason::BacklogFull),
+            tx_drops: a.drops(DropReason::TxFull),
+            cpu_ns: c.cpu_ns,
+            queued: c.queued,
+            capacity: c.capacity,
+            channel: c,
+        }
+    }
+
+    /// Drops for one reason.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.channel.account.drops(reason)
+    }
+}

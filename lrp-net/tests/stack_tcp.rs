@@ -1,0 +1,305 @@
+//! TCP through the stack on the simulated NIC, against a smoltcp host on the far end of
+//! the wire: handshake and data both ways in all three modes, a backlog of many
+//! concurrent connections, backlog overflow, RST for strays, bad segments on an
+//! established connection, the client direction, and CPU accounting.
+
+mod stack_support;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use lrp_core::flow::TcpFlags;
+use lrp_net::sim::build;
+use lrp_net::Mode;
+use smoltcp::socket::tcp::State;
+use smoltcp::wire::{EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket};
+use stack_support::*;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn pattern(i: usize) -> u8 {
+    (i % 251) as u8
+}
+
+/// TCP segments in `frames`: (src port, dst port, SYN, ACK, RST).
+fn tcp_segments(frames: &[Vec<u8>]) -> Vec<(u16, u16, bool, bool, bool)> {
+    frames
+        .iter()
+        .filter_map(|f| {
+            let eth = EthernetFrame::new_checked(&f[..]).ok()?;
+            if eth.ethertype() != EthernetProtocol::Ipv4 {
+                return None;
+            }
+            let ip = Ipv4Packet::new_checked(eth.payload()).ok()?;
+            if ip.next_header() != IpProtocol::Tcp {
+                return None;
+            }
+            let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+            assert!(tcp.verify_checksum(&ip.src_addr().into(), &ip.dst_addr().into()));
+            Some((tcp.src_port(), tcp.dst_port(), tcp.syn(), tcp.ack(), tcp.rst()))
+        })
+        .collect()
+}
+
+#[test]
+fn handshake_and_data_both_ways_in_every_mode() {
+    const REQUEST: usize = 10_000;
+    const RESPONSE: usize = 200 * 1024;
+    for mode in MODES {
+        let (stack, sim) = stack(mode);
+        let listener = stack.tcp_listen("10.0.0.2:80".parse().unwrap(), 16).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, peer) = listener.accept_timeout(LIMIT).expect("accept");
+            assert_eq!(peer, "10.0.0.1:40000".parse::<SocketAddr>().unwrap());
+            s.set_read_timeout(Some(LIMIT)).unwrap();
+            s.set_write_timeout(Some(LIMIT)).unwrap();
+            let mut req = vec![0u8; REQUEST];
+            s.read_exact(&mut req).expect("read request");
+            assert!(req.iter().enumerate().all(|(i, &b)| b == pattern(i)), "request corrupted");
+            let resp: Vec<u8> = (0..RESPONSE).map(|i| pattern(i + 7)).collect();
+            s.write_all(&resp).expect("write response");
+            let stats = s.stats();
+            let lstats = listener.stats();
+            drop(s); // graceful close in the background
+            (listener, stats, lstats)
+        });
+        let mut peer = PeerHost::new(sim);
+        let h = peer.connect(40000, 80);
+        let req: Vec<u8> = (0..REQUEST).map(pattern).collect();
+        let mut sent = 0;
+        let mut got = Vec::new();
+        let ok = peer.poll_until(LIMIT, |p| {
+            let s = p.tcp(h);
+            if s.can_send() && sent < req.len() {
+                sent += s.send_slice(&req[sent..]).unwrap();
+            }
+            while s.can_recv() {
+                s.recv(|b| {
+                    got.extend_from_slice(b);
+                    (b.len(), ())
+                })
+                .unwrap();
+            }
+            got.len() == RESPONSE && !s.may_recv()
+        });
+        assert!(ok, "{mode:?}: got {} of {RESPONSE}, state {}", got.len(), peer.tcp(h).state());
+        assert!(got.iter().enumerate().all(|(i, &b)| b == pattern(i + 7)), "{mode:?}: response corrupted");
+        // The server closed first (FIN): the peer closes too, and the stack finishes.
+        peer.tcp(h).close();
+        assert!(peer.poll_until(LIMIT, |p| p.tcp(h).state() == State::Closed), "{mode:?}");
+        let (listener, s, l) = server.join().unwrap();
+        assert_eq!(listener.accepted(), 1);
+        assert_eq!(s.delivered_bytes, REQUEST as u64, "{mode:?}");
+        assert!(s.packets > 0 && s.tx_packets > 0, "{mode:?}");
+        assert_eq!(s.bad_checksum + s.early_discards, 0, "{mode:?}");
+        if mode == Mode::Eager {
+            assert!(stack.eager_stats().cpu_ns > 0);
+        } else {
+            assert!(s.cpu_ns > 0, "{mode:?}: the connection's processing is charged to it");
+            assert!(l.cpu_ns > 0, "{mode:?}: the handshake is charged to the listener");
+        }
+    }
+}
+
+#[test]
+fn many_concurrent_connections_fill_the_backlog_and_are_all_accepted() {
+    const N: u16 = 64;
+    for mode in [Mode::SoftLrp, Mode::Eager] {
+        let (stack, sim) = stack(mode);
+        let listener = stack.tcp_listen("10.0.0.2:8080".parse().unwrap(), N as usize).unwrap();
+        let server = std::thread::spawn(move || {
+            let mut streams = Vec::new();
+            for _ in 0..N {
+                let (mut s, peer) = listener.accept_timeout(LIMIT).expect("accept");
+                s.write_all(format!("hello {}", peer.port()).as_bytes()).unwrap();
+                streams.push(s);
+            }
+            let l = listener.stats();
+            drop(streams);
+            (listener, l)
+        });
+        let mut peer = PeerHost::new(sim);
+        let handles: Vec<_> = (0..N).map(|i| peer.connect(30000 + i, 8080)).collect();
+        let mut got = vec![Vec::new(); N as usize];
+        let ok = peer.poll_until(LIMIT, |p| {
+            for (i, &h) in handles.iter().enumerate() {
+                let s = p.tcp(h);
+                while s.can_recv() {
+                    s.recv(|b| {
+                        got[i].extend_from_slice(b);
+                        (b.len(), ())
+                    })
+                    .unwrap();
+                }
+            }
+            got.iter().enumerate().all(|(i, g)| g == format!("hello {}", 30000 + i).as_bytes())
+        });
+        assert!(ok, "{mode:?}: {} of {N} connections answered", got.iter().filter(|g| !g.is_empty()).count());
+        let (listener, l) = server.join().unwrap();
+        assert_eq!(listener.accepted(), u64::from(N));
+        assert_eq!(l.backlog_full, 0, "{mode:?}");
+    }
+}
+
+#[test]
+fn syns_beyond_the_backlog_are_dropped_and_counted() {
+    let (stack, sim) = stack(Mode::SoftLrp);
+    let listener = stack.tcp_listen("10.0.0.2:80".parse().unwrap(), 4).unwrap();
+    for port in 0..10 {
+        let syn = build::tcp_v4(sa(PEER_IP, 20000 + port), sa(STACK_IP, 80), TcpFlags::SYN, b"");
+        assert!(sim.inject(&syn));
+    }
+    // Nothing accepted yet: one accept call processes the SYNs, then times out.
+    assert!(listener.accept_timeout(Duration::from_millis(20)).is_err());
+    assert_eq!(listener.pending_handshakes(), 4);
+    let l = listener.stats();
+    assert_eq!(l.backlog_full, 6);
+    let synacks = tcp_segments(&sim.take_tx()).into_iter().filter(|s| s.2 && s.3).count();
+    assert_eq!(synacks, 4);
+}
+
+#[test]
+fn strays_get_a_reset_and_closed_ports_are_not_ours() {
+    let (stack, sim) = stack(Mode::SoftLrp);
+    let listener = stack.tcp_listen("10.0.0.2:80".parse().unwrap(), 4).unwrap();
+    // An ACK for a connection the listener never saw.
+    let stray = build::tcp_v4(sa(PEER_IP, 5000), sa(STACK_IP, 80), TcpFlags::ACK, b"data");
+    assert!(sim.inject(&stray));
+    assert!(listener.accept_timeout(Duration::from_millis(20)).is_err());
+    let segs = tcp_segments(&sim.take_tx());
+    assert_eq!(segs.len(), 1);
+    assert_eq!((segs[0].0, segs[0].1, segs[0].4), (80, 5000, true), "a RST to the stray");
+    // A SYN to a port nobody listens on matches no rule: the NIC's default action (here:
+    // pass to the host kernel, which answers for closed ports) — not the stack's.
+    let syn = build::tcp_v4(sa(PEER_IP, 5001), sa(STACK_IP, 81), TcpFlags::SYN, b"");
+    assert!(sim.inject(&syn));
+    stack.nic().poll_rx(64);
+    assert_eq!(sim.take_kernel(), vec![syn]);
+    // A truncated SYN to the listener is dropped as malformed by the demux.
+    let mut cut = build::tcp_v4(sa(PEER_IP, 5002), sa(STACK_IP, 80), TcpFlags::SYN, b"");
+    cut.truncate(14 + 20 + 10);
+    sim.inject(&cut);
+    assert!(listener.accept_timeout(Duration::from_millis(20)).is_err());
+    assert_eq!(listener.pending_handshakes(), 0);
+    assert!(stack.nic().stats().account.drops(lrp_core::account::DropReason::Malformed) >= 1);
+}
+
+#[test]
+fn bad_segments_do_not_disturb_an_established_connection() {
+    for mode in [Mode::NiLrp, Mode::SoftLrp] {
+        let (stack, sim) = stack(mode);
+        let listener = stack.tcp_listen("10.0.0.2:80".parse().unwrap(), 4).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept_timeout(LIMIT).unwrap();
+            s.set_read_timeout(Some(LIMIT)).unwrap();
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).unwrap();
+            assert_eq!(&buf, b"first");
+            s.write_all(b"ok1").unwrap();
+            s.read_exact(&mut buf).unwrap();
+            assert_eq!(&buf, b"secnd");
+            s.write_all(b"ok2").unwrap();
+            let st = s.stats();
+            (s, st)
+        });
+        let mut peer = PeerHost::new(sim.clone());
+        let h = peer.connect(41000, 80);
+        let mut got = Vec::new();
+        let mut sent = false;
+        assert!(peer.poll_until(LIMIT, |p| {
+            let s = p.tcp(h);
+            if s.can_send() && !sent {
+                s.send_slice(b"first").unwrap();
+                sent = true;
+            }
+            while s.can_recv() {
+                s.recv(|b| {
+                    got.extend_from_slice(b);
+                    (b.len(), ())
+                })
+                .unwrap();
+            }
+            got == b"ok1"
+        }));
+        // Garbage on the connection's own 5-tuple: a bad checksum, and a segment whose
+        // checksum is good but that TCP must ignore (out of window).
+        let mut bad = build::tcp_v4(sa(PEER_IP, 41000), sa(STACK_IP, 80), TcpFlags::ACK, b"xxxxx");
+        let l = bad.len();
+        bad[l - 1] ^= 0x55;
+        assert!(sim.inject(&bad));
+        let junk = build::tcp_v4(sa(PEER_IP, 41000), sa(STACK_IP, 80), TcpFlags::ACK | TcpFlags::PSH, b"junk!");
+        assert!(sim.inject(&junk));
+        let mut sent = false;
+        got.clear();
+        assert!(peer.poll_until(LIMIT, |p| {
+            let s = p.tcp(h);
+            if !sent {
+                s.send_slice(b"secnd").unwrap();
+                sent = true;
+            }
+            while s.can_recv() {
+                s.recv(|b| {
+                    got.extend_from_slice(b);
+                    (b.len(), ())
+                })
+                .unwrap();
+            }
+            got == b"ok2"
+        }), "{mode:?}: the connection survived");
+        let (_s, st) = server.join().unwrap();
+        assert_eq!(st.bad_checksum, 1, "{mode:?}: {st:?}");
+        assert_eq!(st.delivered_bytes, 10, "{mode:?}");
+    }
+}
+
+#[test]
+fn client_connections_to_a_peer_listener() {
+    for mode in MODES {
+        let (stack, sim) = stack(mode);
+        let mut peer = PeerHost::new(sim);
+        let h = peer.add_tcp(64 * 1024);
+        peer.tcp(h).listen(8080).unwrap();
+        let st = stack.clone();
+        let client = std::thread::spawn(move || {
+            let mut s = st.tcp_connect("10.0.0.1:8080".parse().unwrap(), LIMIT).expect("connect");
+            s.set_read_timeout(Some(LIMIT)).unwrap();
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+            let mut resp = Vec::new();
+            s.read_to_end(&mut resp).unwrap();
+            (resp, s.stats())
+        });
+        let mut req = Vec::new();
+        let mut answered = false;
+        let start = Instant::now();
+        assert!(peer.poll_until(LIMIT, |p| {
+            let s = p.tcp(h);
+            while s.can_recv() {
+                s.recv(|b| {
+                    req.extend_from_slice(b);
+                    (b.len(), ())
+                })
+                .unwrap();
+            }
+            if !answered && req.ends_with(b"\r\n\r\n") {
+                s.send_slice(b"HTTP/1.0 200 OK\r\n\r\nbody").unwrap();
+                s.close();
+                answered = true;
+            }
+            answered && matches!(s.state(), State::Closed | State::TimeWait)
+        }), "{mode:?}: peer saw {:?} after {:?}", String::from_utf8_lossy(&req), start.elapsed());
+        let (resp, stats) = client.join().unwrap();
+        assert_eq!(resp, b"HTTP/1.0 200 OK\r\n\r\nbody", "{mode:?}");
+        assert_eq!(stats.delivered_bytes, 23);
+        // A connection to a port where nobody listens is refused (the peer answers RST).
+        let st = stack.clone();
+        let refused = std::thread::spawn(move || st.tcp_connect("10.0.0.1:9".parse().unwrap(), LIMIT));
+        let mut done = false;
+        peer.poll_until(LIMIT, |_| {
+            done = refused.is_finished();
+            done
+        });
+        let err = refused.join().unwrap().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{mode:?}");
+    }
+}

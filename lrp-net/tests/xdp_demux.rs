@@ -1,0 +1,401 @@
+//! The XDP demux program against lrp-core's `classify` + `Demux`, frame by frame, in the
+//! kernel (`BPF_PROG_TEST_RUN`, no interface needed; root for loading BPF).
+//!
+//! The program's per-slot and global counters say which rule fired (a slot without a
+//! socket counts `no_socket` and returns the default action), so every frame's outcome
+//! is compared exactly: channel, pass, drop, or malformed with its reason, and which table
+//! matched. The corpus is a set of valid frames of every kind plus every truncation and
+//! seeded random byte mutations of them.
+
+mod xdp_util;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use lrp_core::channel::GateState;
+use lrp_core::demux::{ChannelId, DefaultAction, Demux, Listener, ListenerKey, MatchKind, Verdict};
+use lrp_core::flow::{Classification, FlowKey, Malformed, Proto, TcpFlags};
+use lrp_net::testnet;
+use lrp_net::xdp::{
+    DemuxConfig, DemuxMode, LrpXdp, ProgramConfig, ProgramCounters, SlotCounters, XdpAction,
+    XdpError,
+};
+use xdp_util::*;
+
+const L: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const L2: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 3);
+const R: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const L6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+const R6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+const SLOTS: u32 = 12;
+
+/// What happened to one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Channel(u32),
+    Pass,
+    Drop,
+    Malformed(usize),
+}
+
+/// Which table chose the channel (None for pass/drop/malformed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hit {
+    Exact,
+    Syn,
+    Listener,
+    Host,
+    Soft,
+}
+
+struct Snapshot {
+    global: ProgramCounters,
+    slots: Vec<SlotCounters>,
+}
+
+fn snapshot(x: &LrpXdp) -> Snapshot {
+    Snapshot {
+        global: x.counters().unwrap(),
+        slots: (0..SLOTS).map(|s| x.slot_counters(s).unwrap()).collect(),
+    }
+}
+
+/// Run one frame and derive its outcome from the counter deltas.
+fn run(x: &LrpXdp, frame: &[u8]) -> (XdpAction, Outcome, Option<Hit>) {
+    let a = snapshot(x);
+    let action = x.test_run(frame).unwrap();
+    let b = snapshot(x);
+    let mut outcomes = Vec::new();
+    for s in 0..SLOTS as usize {
+        let (p, q) = (a.slots[s], b.slots[s]);
+        assert_eq!(q.redirected, p.redirected, "no socket is bound in test runs");
+        assert_eq!(q.gate_drops, p.gate_drops, "no gate is closed here");
+        if q.no_socket != p.no_socket {
+            outcomes.push(Outcome::Channel(s as u32));
+        }
+    }
+    let (g, h) = (a.global, b.global);
+    if h.passed != g.passed {
+        outcomes.push(Outcome::Pass);
+    }
+    if h.dropped_default != g.dropped_default {
+        outcomes.push(Outcome::Drop);
+    }
+    for r in 0..h.malformed.len() {
+        if h.malformed[r] != g.malformed[r] {
+            outcomes.push(Outcome::Malformed(r));
+        }
+    }
+    assert_eq!(h.bad_slot, g.bad_slot);
+    assert_eq!(outcomes.len(), 1, "exactly one outcome per frame: {outcomes:?} for {frame:02x?}");
+    let mut hits = Vec::new();
+    if h.hit_exact != g.hit_exact {
+        hits.push(Hit::Exact);
+    }
+    if h.hit_syn != g.hit_syn {
+        hits.push(Hit::Syn);
+    }
+    if h.hit_listener != g.hit_listener {
+        hits.push(Hit::Listener);
+    }
+    if h.hit_host != g.hit_host {
+        hits.push(Hit::Host);
+    }
+    if h.hit_soft != g.hit_soft {
+        hits.push(Hit::Soft);
+    }
+    assert!(hits.len() <= 1, "{hits:?}");
+    (action, outcomes[0], hits.first().copied())
+}
+
+fn expected(d: &Demux, frame: &[u8]) -> (Outcome, Option<Hit>) {
+    let class = lrp_core::flow::classify(frame);
+    let (verdict, kind) = d.lookup_explained(&class);
+    let outcome = match (verdict, class) {
+        (Verdict::Channel(c), _) => Outcome::Channel(c.0),
+        (Verdict::Pass, _) => Outcome::Pass,
+        (Verdict::Drop, Classification::Malformed(r)) => Outcome::Malformed(r.index()),
+        (Verdict::Drop, _) => Outcome::Drop,
+    };
+    let hit = match kind {
+        MatchKind::Exact => Some(Hit::Exact),
+        MatchKind::Syn => Some(Hit::Syn),
+        MatchKind::Listener | MatchKind::WildcardListener => Some(Hit::Listener),
+        MatchKind::Host => Some(Hit::Host),
+        MatchKind::Malformed | MatchKind::Default => None,
+    };
+    (outcome, hit)
+}
+
+fn ch(n: u32) -> ChannelId {
+    ChannelId(n)
+}
+
+/// The same rules in the program and in a `Demux`.
+fn rules(x: &mut LrpXdp, default: DefaultAction) -> Demux {
+    let mut d = Demux::new(default);
+    x.set_config(&DemuxConfig { mode: DemuxMode::Ni, default }).unwrap();
+    let exact = FlowKey { proto: Proto::Udp, src: R.into(), dst: L.into(), sport: 5555, dport: 9000 };
+    x.insert_flow(&exact, ch(1)).unwrap();
+    d.insert_flow(exact, ch(1));
+    let listeners = [
+        (ListenerKey::new(Proto::Udp, L.into(), 9000), Listener::new(ch(2))),
+        (ListenerKey::any(Proto::Udp, 9000), Listener::new(ch(3))),
+        (ListenerKey::new(Proto::Tcp, L.into(), 80), Listener::new(ch(4)).with_syn_channel(ch(5))),
+        (ListenerKey::new(Proto::Tcp, L6.into(), 80), Listener::new(ch(6)).with_syn_channel(ch(7))),
+        (ListenerKey::any(Proto::Udp, 53), Listener::new(ch(8))),
+        (ListenerKey::any(Proto::Tcp, 22), Listener::new(ch(11)).with_syn_channel(ch(5))),
+    ];
+    for (k, l) in listeners {
+        x.insert_listener(&k, &l).unwrap();
+        d.insert_listener(k, l);
+    }
+    for (a, c) in [(IpAddr::V4(L), 9), (IpAddr::V6(L6), 10)] {
+        x.insert_host(a, ch(c)).unwrap();
+        d.insert_host(a, ch(c));
+    }
+    d
+}
+
+/// Valid frames of every kind the program distinguishes.
+fn corpus() -> Vec<Vec<u8>> {
+    let syn = TcpFlags::SYN;
+    let ack = TcpFlags::ACK;
+    let mut c = vec![
+        eth(0x0800, &ipv4(R, L, 17, 0, &udp(5555, 9000, b"exact"))),
+        eth(0x0800, &ipv4(R, L, 17, 0, &udp(5556, 9000, b"listener"))),
+        eth(0x0800, &ipv4(R, L2, 17, 0, &udp(5556, 9000, b"wildcard"))),
+        eth(0x0800, &ipv4(R, L, 17, 0, &udp(5556, 9001, b"nobody"))),
+        eth(0x0800, &ipv4(R, L, 17, 0, &udp(5556, 53, b"dns"))),
+        eth(0x0800, &ipv4(R, L, 6, 0, &tcp(40000, 80, syn))),
+        eth(0x0800, &ipv4(R, L, 6, 0, &tcp(40000, 80, syn | ack))),
+        eth(0x0800, &ipv4(R, L, 6, 0, &tcp(40000, 80, ack))),
+        eth(0x0800, &ipv4(R, L2, 6, 0, &tcp(40000, 80, syn))),
+        eth(0x0800, &ipv4(R, L2, 6, 0, &tcp(40000, 22, syn))),
+        eth(0x0800, &ipv4(R, L2, 6, 0, &tcp(40000, 22, ack))),
+        eth(0x0800, &ipv4(R, L, 1, 0, &[8, 0, 0, 0, 0, 1, 0, 1])),
+        eth(0x0800, &ipv4(R, L2, 1, 0, &[8, 0, 0, 0, 0, 1, 0, 1])),
+        eth(0x0800, &ipv4(R, L, 58, 0, &[128, 0, 0, 0])),
+        eth(0x0800, &ipv4(R, L, 47, 0, &[0; 8])),
+        // First fragment (MF, offset 0): UDP length covers the whole datagram.
+        eth(0x0800, &ipv4(R, L, 17, 0x2000, &{
+            let mut u = udp(5556, 9000, &[7; 16]);
+            u[4..6].copy_from_slice(&100u16.to_be_bytes());
+            u
+        })),
+        // Later fragment.
+        eth(0x0800, &ipv4(R, L, 17, 0x0003, &[0; 16])),
+        arp(R, L),
+        arp(R, L2),
+        eth(0x86dd, &ipv6(R6, L6, 17, &udp(5556, 53, b"v6 dns"))),
+        eth(0x86dd, &ipv6(R6, L6, 6, &tcp(40000, 80, syn))),
+        eth(0x86dd, &ipv6(R6, L6, 6, &tcp(40000, 80, ack))),
+        eth(0x86dd, &ipv6(R6, L6, 58, &[128, 0, 0, 0, 0, 1, 0, 1])),
+        eth(0x88cc, &[0; 46]),
+    ];
+    // IPv4 with options (IHL 6).
+    let mut opt = ipv4(R, L, 17, 0, &udp(5556, 9000, b"opts"));
+    opt.splice(20..20, [1, 1, 1, 0]);
+    opt[0] = 0x46;
+    let total = opt.len() as u16;
+    opt[2..4].copy_from_slice(&total.to_be_bytes());
+    c.push(eth(0x0800, &opt));
+    // Ethernet padding after a short IP packet.
+    let mut padded = eth(0x0800, &ipv4(R, L, 17, 0, &udp(5556, 9000, b"")));
+    padded.resize(60, 0);
+    c.push(padded);
+    // VLAN tag, and a second one (QinQ: another ethertype).
+    let inner = eth(0x0800, &ipv4(R, L, 17, 0, &udp(5556, 9000, b"vlan")));
+    let mut tagged = inner[..12].to_vec();
+    tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x64]);
+    tagged.extend_from_slice(&inner[12..]);
+    let mut qinq = tagged[..16].to_vec();
+    qinq.extend_from_slice(&[0x81, 0x00, 0x00, 0x01]);
+    qinq.extend_from_slice(&tagged[16..]);
+    c.push(tagged);
+    c.push(qinq);
+    // IPv6 extension headers: hop-by-hop + destination options, then UDP.
+    let mut ext = vec![60, 0, 1, 4, 0, 0, 0, 0]; // hop-by-hop, next: dst opts
+    ext.extend_from_slice(&[17, 0, 1, 4, 0, 0, 0, 0]); // dst opts, next: UDP
+    ext.extend_from_slice(&udp(5556, 53, b"ext"));
+    c.push(eth(0x86dd, &ipv6(R6, L6, 0, &ext)));
+    // IPv6 fragments: first (M set) and later.
+    let mut first = vec![17, 0, 0, 1, 0, 0, 0, 9];
+    let mut u = udp(5556, 53, &[1; 8]);
+    u[4..6].copy_from_slice(&200u16.to_be_bytes());
+    first.extend_from_slice(&u);
+    c.push(eth(0x86dd, &ipv6(R6, L6, 44, &first)));
+    let mut later = vec![17, 0, 0, 0x40, 0, 0, 0, 9];
+    later.extend_from_slice(&[0; 16]);
+    c.push(eth(0x86dd, &ipv6(R6, L6, 44, &later)));
+    // Nine destination-options headers: one more than the walk allows.
+    let mut long = Vec::new();
+    for i in 0..9 {
+        long.extend_from_slice(&[if i == 8 { 17 } else { 60 }, 0, 1, 4, 0, 0, 0, 0]);
+    }
+    long.extend_from_slice(&udp(5556, 53, b"x"));
+    c.push(eth(0x86dd, &ipv6(R6, L6, 60, &long)));
+    c
+}
+
+/// Every truncation and seeded random mutations of the corpus.
+fn mutations(base: &[Vec<u8>], seed: u64, per_frame: usize) -> Vec<Vec<u8>> {
+    let mut rng = Rng(seed);
+    let mut out = Vec::new();
+    for f in base {
+        for len in 14..f.len() {
+            out.push(f[..len].to_vec());
+        }
+        for _ in 0..per_frame {
+            let mut m = f.clone();
+            for _ in 0..1 + rng.below(3) {
+                let i = rng.below(m.len().min(80));
+                m[i] = rng.next() as u8;
+            }
+            if rng.below(4) == 0 {
+                let len = 14 + rng.below(m.len() - 13);
+                m.truncate(len);
+            }
+            out.push(m);
+        }
+    }
+    out
+}
+
+fn load() -> Option<LrpXdp> {
+    if !testnet::require("xdp_demux") {
+        return None;
+    }
+    let cfg = ProgramConfig { max_slots: SLOTS, ..ProgramConfig::default() };
+    Some(LrpXdp::load(&cfg).expect("load the XDP program"))
+}
+
+fn differential(default: DefaultAction, seed: u64) {
+    let Some(mut x) = load() else { return };
+    let d = rules(&mut x, default);
+    let base = corpus();
+    let mut frames = base.clone();
+    frames.extend(mutations(&base, seed, 40));
+    let mut by_outcome = std::collections::BTreeMap::new();
+    for f in &frames {
+        let (action, got, hit) = run(&x, f);
+        let (want, want_hit) = expected(&d, f);
+        assert_eq!(got, want, "frame {f:02x?}: program says {got:?}, lrp-core says {want:?}");
+        assert_eq!(hit, want_hit, "frame {f:02x?}: matched by {hit:?}, lrp-core by {want_hit:?}");
+        let want_action = match got {
+            Outcome::Malformed(_) | Outcome::Drop => XdpAction::Drop,
+            Outcome::Pass => XdpAction::Pass,
+            // No socket in the slot: the default action.
+            Outcome::Channel(_) => match default {
+                DefaultAction::Pass => XdpAction::Pass,
+                DefaultAction::Drop => XdpAction::Drop,
+            },
+        };
+        assert_eq!(action, want_action, "frame {f:02x?}");
+        *by_outcome.entry(format!("{got:?}")).or_insert(0u32) += 1;
+    }
+    eprintln!("{} frames, outcomes: {by_outcome:?}", frames.len());
+    // The corpus must exercise every rule and most malformed reasons.
+    for s in 1..=11 {
+        assert!(by_outcome.contains_key(&format!("Channel({s})")), "slot {s} never chosen");
+    }
+    let malformed = by_outcome.keys().filter(|k| k.starts_with("Malformed")).count();
+    assert!(malformed >= 8, "only {malformed} malformed reasons exercised: {by_outcome:?}");
+}
+
+#[test]
+fn program_matches_lrp_core_with_default_pass() {
+    differential(DefaultAction::Pass, 0x5eed_0001);
+}
+
+#[test]
+fn program_matches_lrp_core_with_default_drop() {
+    differential(DefaultAction::Drop, 0x5eed_0002);
+}
+
+#[test]
+fn soft_mode_sends_everything_for_local_addresses_to_one_slot() {
+    let Some(mut x) = load() else { return };
+    let d = rules(&mut x, DefaultAction::Pass);
+    drop(d);
+    x.set_config(&DemuxConfig { mode: DemuxMode::Soft { slot: 0 }, default: DefaultAction::Pass })
+        .unwrap();
+    assert_eq!(x.demux_config().unwrap().mode, DemuxMode::Soft { slot: 0 });
+    let to_local = [
+        eth(0x0800, &ipv4(R, L, 17, 0, &udp(5555, 9000, b"exact rule ignored"))),
+        eth(0x0800, &ipv4(R, L, 17, 0, &udp(1, 9001, b"unbound port"))),
+        eth(0x0800, &ipv4(R, L, 6, 0, &tcp(40000, 80, TcpFlags::SYN))),
+        eth(0x0800, &ipv4(R, L, 1, 0, &[8, 0, 0, 0])),
+        eth(0x0800, &ipv4(R, L, 47, 0, &[0; 4])),
+        // L4 problems are userspace's to find in SOFT mode.
+        eth(0x0800, &ipv4(R, L, 17, 0, &[0; 3])),
+        arp(R, L),
+        eth(0x86dd, &ipv6(R6, L6, 17, &udp(1, 2, b"v6"))),
+    ];
+    for f in &to_local {
+        let (action, got, hit) = run(&x, f);
+        assert_eq!((action, got, hit), (XdpAction::Pass, Outcome::Channel(0), Some(Hit::Soft)));
+    }
+    let elsewhere = [
+        eth(0x0800, &ipv4(R, L2, 17, 0, &udp(5556, 9000, b"wildcard ignored"))),
+        arp(R, L2),
+        eth(0x88cc, &[0; 46]),
+    ];
+    for f in &elsewhere {
+        assert_eq!(run(&x, f), (XdpAction::Pass, Outcome::Pass, None));
+    }
+    // L3 is still checked.
+    let mut bad = eth(0x0800, &ipv4(R, L, 17, 0, &udp(1, 2, b"")));
+    bad[14] = 0x65;
+    let r = Malformed::BadIpVersion.index();
+    assert_eq!(run(&x, &bad), (XdpAction::Drop, Outcome::Malformed(r), None));
+}
+
+#[test]
+fn closed_gate_drops_before_the_redirect() {
+    let Some(mut x) = load() else { return };
+    let _ = rules(&mut x, DefaultAction::Pass);
+    let f = eth(0x0800, &ipv4(R, L, 17, 0, &udp(5556, 9000, b"listener slot 2")));
+    let gates = x.gates().unwrap();
+    x.set_gate(2, GateState::Closed).unwrap();
+    assert_eq!(gates.get(2).unwrap(), GateState::Closed, "a second handle sees the same map");
+    let before = x.slot_counters(2).unwrap();
+    for _ in 0..5 {
+        assert_eq!(x.test_run(&f).unwrap(), XdpAction::Drop);
+    }
+    let after = x.slot_counters(2).unwrap();
+    assert_eq!(after.gate_drops - before.gate_drops, 5);
+    assert_eq!(after.no_socket, before.no_socket);
+    x.set_gate(2, GateState::Open).unwrap();
+    assert_eq!(run(&x, &f), (XdpAction::Pass, Outcome::Channel(2), Some(Hit::Listener)));
+}
+
+#[test]
+fn syn_only_listener_leaves_other_segments_to_the_default() {
+    let Some(mut x) = load() else { return };
+    x.set_config(&DemuxConfig::default()).unwrap();
+    let no_channel = ChannelId(u32::MAX);
+    let l = Listener { channel: no_channel, syn_channel: Some(ch(5)) };
+    x.insert_listener(&ListenerKey::any(Proto::Tcp, 8080), &l).unwrap();
+    let syn = eth(0x0800, &ipv4(R, L, 6, 0, &tcp(1000, 8080, TcpFlags::SYN)));
+    let ack = eth(0x0800, &ipv4(R, L, 6, 0, &tcp(1000, 8080, TcpFlags::ACK)));
+    assert_eq!(run(&x, &syn), (XdpAction::Pass, Outcome::Channel(5), Some(Hit::Syn)));
+    assert_eq!(run(&x, &ack), (XdpAction::Pass, Outcome::Pass, None));
+    x.remove_listener(&ListenerKey::any(Proto::Tcp, 8080)).unwrap();
+    x.remove_listener(&ListenerKey::any(Proto::Tcp, 8080)).unwrap(); // absent: fine
+    assert_eq!(run(&x, &syn), (XdpAction::Pass, Outcome::Pass, None));
+}
+
+#[test]
+fn slots_beyond_the_maps_are_refused() {
+    let Some(mut x) = load() else { return };
+    let k = FlowKey { proto: Proto::Udp, src: R.into(), dst: L.into(), sport: 1, dport: 2 };
+    match x.insert_flow(&k, ChannelId(SLOTS)) {
+        Err(XdpError::SlotOutOfRange { slot, max_slots }) => assert_eq!((slot, max_slots), (SLOTS, SLOTS)),
+        other => panic!("expected SlotOutOfRange, got {other:?}"),
+    }
+    assert!(matches!(x.set_gate(SLOTS, GateState::Closed), Err(XdpError::SlotOutOfRange { .. })));
+    assert!(matches!(
+        x.set_config(&DemuxConfig { mode: DemuxMode::Soft { slot: SLOTS }, default: DefaultAction::Pass }),
+        Err(XdpError::SlotOutOfRange { .. })
+    ));
+}
