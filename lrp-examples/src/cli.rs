@@ -1,5 +1,5 @@
 //! A tiny command-line parser for the example binaries: `--name value`, `--name=value`
-//! and `--flag`, with `--help` and precise errors. No dependencies.
+//! and `--flag`, with `--help` and precise errors ([`or_exit`]). No dependencies.
 
 use std::fmt::Display;
 use std::str::FromStr;
@@ -74,7 +74,11 @@ impl Args {
     {
         let want = format!("--{name}");
         let prefix = format!("--{name}=");
-        let Some(i) = self.rest.iter().position(|a| *a == want || a.starts_with(&prefix)) else {
+        let Some(i) = self
+            .rest
+            .iter()
+            .position(|a| *a == want || a.starts_with(&prefix))
+        else {
             return Ok(None);
         };
         let raw = if self.rest[i] == want {
@@ -110,7 +114,8 @@ impl Args {
         T: FromStr,
         T::Err: Display,
     {
-        self.value(name)?.ok_or_else(|| CliError::Required(name.into()))
+        self.value(name)?
+            .ok_or_else(|| CliError::Required(name.into()))
     }
 
     /// Fail if any argument was not consumed.
@@ -120,16 +125,18 @@ impl Args {
             None => Ok(()),
         }
     }
+}
 
-    /// Unwrap a parse result, or print the error with a `--help` hint and exit with
-    /// status 2.
-    pub fn exit_on_error<T>(&self, r: Result<T, CliError>) -> T {
-        match r {
-            Ok(v) => v,
-            Err(e) => {
-                eprintln!("{}: {e}\nTry '{} --help'.", self.prog, self.prog);
-                std::process::exit(2);
-            }
+/// Unwrap a parse result, or print the error with a `--help` hint and exit with status 2.
+pub fn or_exit<T>(r: Result<T, CliError>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => {
+            let prog = std::env::args()
+                .next()
+                .unwrap_or_else(|| "lrp-example".into());
+            eprintln!("{prog}: {e}\nTry '{prog} --help'.");
+            std::process::exit(2);
         }
     }
 }
@@ -156,11 +163,19 @@ mod tests {
     #[test]
     fn errors_name_the_option() {
         let mut a = args(&["--port", "x"]);
-        assert!(matches!(a.value::<u16>("port"), Err(CliError::BadValue { name, .. }) if name == "port"));
+        assert!(
+            matches!(a.value::<u16>("port"), Err(CliError::BadValue { name, .. }) if name == "port")
+        );
         let mut a = args(&["--port"]);
-        assert_eq!(a.value::<u16>("port"), Err(CliError::MissingValue("port".into())));
+        assert_eq!(
+            a.value::<u16>("port"),
+            Err(CliError::MissingValue("port".into()))
+        );
         let mut a = args(&[]);
-        assert_eq!(a.required::<u16>("port"), Err(CliError::Required("port".into())));
+        assert_eq!(
+            a.required::<u16>("port"),
+            Err(CliError::Required("port".into()))
+        );
         assert_eq!(a.finish(), Ok(()));
     }
 }

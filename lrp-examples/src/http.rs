@@ -113,7 +113,8 @@ fn is_token_byte(b: u8) -> bool {
 
 /// Split a head into lines without their `\r\n` / `\n` ends.
 fn lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
-    head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+    head.split(|&b| b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
 }
 
 /// Comma-separated tokens of a `Connection` header value, lowercased.
@@ -127,10 +128,17 @@ fn connection_tokens(value: &str) -> impl Iterator<Item = String> + '_ {
 /// it is complete (the body, if any, starts at `head_len`), or the reason for refusing it.
 /// Empty lines before the request line are skipped, as RFC 9112 §2.2 recommends.
 pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, RequestError> {
-    let skipped = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+    let skipped = buf
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
     let rest = &buf[skipped..];
     let Some(end) = head_end(rest) else {
-        return if buf.len() > MAX_HEAD { Err(RequestError::HeadTooLarge) } else { Ok(None) };
+        return if buf.len() > MAX_HEAD {
+            Err(RequestError::HeadTooLarge)
+        } else {
+            Ok(None)
+        };
     };
     if skipped + end > MAX_HEAD {
         return Err(RequestError::HeadTooLarge);
@@ -185,8 +193,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, RequestErro
                 }
             }
         } else if name.eq_ignore_ascii_case("content-length") {
-            if value.is_empty() || value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit())
-            {
+            if value.is_empty() || value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(RequestError::Malformed);
             }
             let n: u64 = value.parse().map_err(|_| RequestError::Malformed)?;
@@ -269,7 +276,9 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { max_object: 64 << 20 }
+        ServerConfig {
+            max_object: 64 << 20,
+        }
     }
 }
 
@@ -298,11 +307,21 @@ pub fn route(req: &Request, cfg: &ServerConfig) -> Response {
     // Ignore a query string.
     let path = req.target.split('?').next().unwrap_or("");
     if path == "/" {
-        return Response { status: 200, reason: "OK", body: Body::Text(INDEX), head_only };
+        return Response {
+            status: 200,
+            reason: "OK",
+            body: Body::Text(INDEX),
+            head_only,
+        };
     }
     match path.strip_prefix("/obj/") {
         Some(size) => match object::parse_size(size, cfg.max_object) {
-            Ok(n) => Response { status: 200, reason: "OK", body: Body::Object(n), head_only },
+            Ok(n) => Response {
+                status: 200,
+                reason: "OK",
+                body: Body::Object(n),
+                head_only,
+            },
             Err(_) => not_found,
         },
         None => not_found,
@@ -363,7 +382,12 @@ pub fn serve_connection<S: Read + Write>(
             }
             Err(e) => {
                 let (status, reason) = e.status();
-                let resp = Response { status, reason, body: Body::Text("bad request\n"), head_only: false };
+                let resp = Response {
+                    status,
+                    reason,
+                    body: Body::Text("bad request\n"),
+                    head_only: false,
+                };
                 head.clear();
                 write_head(&mut head, Version::Http11, &resp, false);
                 head.extend_from_slice(b"bad request\n");
@@ -454,7 +478,11 @@ pub enum ResponseError {
 /// Parse a response head from the start of `buf`: `Ok(None)` while incomplete.
 pub fn parse_response_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, ResponseError> {
     let Some(end) = head_end(buf) else {
-        return if buf.len() > MAX_HEAD { Err(ResponseError::HeadTooLarge) } else { Ok(None) };
+        return if buf.len() > MAX_HEAD {
+            Err(ResponseError::HeadTooLarge)
+        } else {
+            Ok(None)
+        };
     };
     if end > MAX_HEAD {
         return Err(ResponseError::HeadTooLarge);
@@ -483,8 +511,7 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, 
         let (name, value) = line.split_once(':').ok_or(ResponseError::Malformed)?;
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
-            if value.is_empty() || value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit())
-            {
+            if value.is_empty() || value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(ResponseError::Malformed);
             }
             content_length = Some(value.parse().map_err(|_| ResponseError::Malformed)?);
@@ -503,7 +530,15 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, 
     if content_length.is_none() {
         keep_alive = false; // the body ends when the server closes
     }
-    Ok(Some((ResponseHead { status, version, content_length, keep_alive }, end)))
+    Ok(Some((
+        ResponseHead {
+            status,
+            version,
+            content_length,
+            keep_alive,
+        },
+        end,
+    )))
 }
 
 /// A complete response read by [`fetch`].
@@ -542,7 +577,10 @@ pub fn fetch<S: Read + Write>(
         }
         let n = stream.read(&mut scratch)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed before the response head"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before the response head",
+            ));
         }
         buf.extend_from_slice(&scratch[..n]);
     };
@@ -550,13 +588,19 @@ pub fn fetch<S: Read + Write>(
     match head.content_length {
         Some(len) => {
             if len > max_body {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "response body exceeds the limit"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "response body exceeds the limit",
+                ));
             }
             while body.len() < len {
                 let want = (len - body.len()).min(scratch.len());
                 let n = stream.read(&mut scratch[..want])?;
                 if n == 0 {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed inside the body"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed inside the body",
+                    ));
                 }
                 body.extend_from_slice(&scratch[..n]);
             }
@@ -569,7 +613,10 @@ pub fn fetch<S: Read + Write>(
             }
             body.extend_from_slice(&scratch[..n]);
             if body.len() > max_body {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "response body exceeds the limit"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "response body exceeds the limit",
+                ));
             }
         },
     }
@@ -591,7 +638,12 @@ mod tests {
 
     impl Duplex {
         fn new(input: &[u8], chunk: usize) -> Duplex {
-            Duplex { input: input.to_vec(), pos: 0, chunk, output: Vec::new() }
+            Duplex {
+                input: input.to_vec(),
+                pos: 0,
+                chunk,
+                output: Vec::new(),
+            }
         }
     }
 
@@ -628,7 +680,9 @@ mod tests {
 
     #[test]
     fn parses_a_simple_get() {
-        let (req, used) = parse_request(b"GET /obj/10 HTTP/1.1\r\nHost: x\r\n\r\nrest").unwrap().unwrap();
+        let (req, used) = parse_request(b"GET /obj/10 HTTP/1.1\r\nHost: x\r\n\r\nrest")
+            .unwrap()
+            .unwrap();
         assert_eq!(used, 34);
         assert_eq!(req.method, "GET");
         assert_eq!(req.target, "/obj/10");
@@ -643,8 +697,12 @@ mod tests {
         assert!(!p(b"GET / HTTP/1.0\r\n\r\n"));
         assert!(p(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
         assert!(p(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
-        assert!(!p(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"));
-        assert!(!p(b"GET / HTTP/1.1\r\nHost: a\r\nconnection: foo, Close\r\n\r\n"));
+        assert!(!p(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(!p(
+            b"GET / HTTP/1.1\r\nHost: a\r\nconnection: foo, Close\r\n\r\n"
+        ));
     }
 
     #[test]
@@ -658,7 +716,9 @@ mod tests {
 
     #[test]
     fn bare_newlines_and_leading_blank_lines_are_accepted() {
-        let (req, used) = parse_request(b"\r\n\nGET / HTTP/1.0\nHost: a\n\nX").unwrap().unwrap();
+        let (req, used) = parse_request(b"\r\n\nGET / HTTP/1.0\nHost: a\n\nX")
+            .unwrap()
+            .unwrap();
         assert_eq!(req.target, "/");
         assert_eq!(used, 27);
     }
@@ -675,16 +735,33 @@ mod tests {
             (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", Malformed),
             (b"GET / HTTP/1.1\r\nHost a\r\n\r\n", Malformed),
             (b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", Malformed),
-            (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n", Malformed),
-            (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", Malformed),
-            (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999\r\n\r\n", BodyTooLarge),
-            (b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", TransferEncoding),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n",
+                Malformed,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                Malformed,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999\r\n\r\n",
+                BodyTooLarge,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+                TransferEncoding,
+            ),
             (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", BadVersion),
             (b"GET / FTP/1.0\r\n\r\n", Malformed),
             (b"GET \xff HTTP/1.0\r\n\r\n", Malformed),
         ];
         for (input, want) in cases {
-            assert_eq!(parse_request(input), Err(*want), "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                parse_request(input),
+                Err(*want),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
         let long = [b"GET /".as_slice(), &[b'a'; MAX_HEAD], b" HTTP/1.1\r\n"].concat();
         assert_eq!(parse_request(&long), Err(HeadTooLarge));
@@ -701,8 +778,9 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let len = (x % 64) as usize;
-            let input: Vec<u8> =
-                (0..len).map(|i| alphabet[((x >> (i % 50)) as usize + i) % alphabet.len()]).collect();
+            let input: Vec<u8> = (0..len)
+                .map(|i| alphabet[((x >> (i % 50)) as usize + i) % alphabet.len()])
+                .collect();
             let _ = parse_request(&input);
             let _ = parse_response_head(&input);
         }
@@ -710,7 +788,9 @@ mod tests {
 
     #[test]
     fn routes_objects_index_and_errors() {
-        let cfg = ServerConfig { max_object: 1 << 20 };
+        let cfg = ServerConfig {
+            max_object: 1 << 20,
+        };
         let req = |m: &str, t: &str| Request {
             method: m.into(),
             target: t.into(),
@@ -718,7 +798,10 @@ mod tests {
             keep_alive: true,
             body_len: 0,
         };
-        assert_eq!(route(&req("GET", "/obj/64k"), &cfg).body, Body::Object(65536));
+        assert_eq!(
+            route(&req("GET", "/obj/64k"), &cfg).body,
+            Body::Object(65536)
+        );
         assert_eq!(route(&req("GET", "/obj/0?x=1"), &cfg).body, Body::Object(0));
         assert_eq!(route(&req("GET", "/"), &cfg).status, 200);
         assert!(route(&req("HEAD", "/obj/5"), &cfg).head_only);
@@ -734,7 +817,9 @@ mod tests {
         let src = ObjectSource::new(16384);
         let mut input = Vec::new();
         for size in object::BENCH_SIZES.iter().chain(&[1, 1 << 20]) {
-            input.extend_from_slice(format!("GET /obj/{size} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+            input.extend_from_slice(
+                format!("GET /obj/{size} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
+            );
         }
         input.extend_from_slice(b"GET /obj/3 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
         // Anything after a `close` request is not answered.
@@ -744,7 +829,11 @@ mod tests {
         assert_eq!(summary.requests, 12);
         let rs = responses(&conn.output);
         assert_eq!(rs.len(), 12);
-        let sizes: Vec<usize> = object::BENCH_SIZES.iter().copied().chain([1, 1 << 20, 3]).collect();
+        let sizes: Vec<usize> = object::BENCH_SIZES
+            .iter()
+            .copied()
+            .chain([1, 1 << 20, 3])
+            .collect();
         for ((head, body), size) in rs.iter().zip(sizes) {
             assert_eq!(head.status, 200);
             assert_eq!(body.len(), size);
@@ -757,8 +846,12 @@ mod tests {
 
     #[test]
     fn http10_closes_after_one_response() {
-        let mut conn = Duplex::new(b"GET /obj/100 HTTP/1.0\r\n\r\nGET /obj/1 HTTP/1.0\r\n\r\n", 1000);
-        let s = serve_connection(&mut conn, &ServerConfig::default(), &ObjectSource::new(64)).unwrap();
+        let mut conn = Duplex::new(
+            b"GET /obj/100 HTTP/1.0\r\n\r\nGET /obj/1 HTTP/1.0\r\n\r\n",
+            1000,
+        );
+        let s =
+            serve_connection(&mut conn, &ServerConfig::default(), &ObjectSource::new(64)).unwrap();
         assert_eq!(s.requests, 1);
         let rs = responses(&conn.output);
         assert_eq!(rs[0].0.version, Version::Http10);
@@ -778,7 +871,8 @@ mod tests {
             let mut input = input.to_vec();
             input.extend_from_slice(b"GET /obj/1 HTTP/1.1\r\nHost: t\r\n\r\n");
             let mut conn = Duplex::new(&input, 5);
-            let s = serve_connection(&mut conn, &ServerConfig::default(), &ObjectSource::new(64)).unwrap();
+            let s = serve_connection(&mut conn, &ServerConfig::default(), &ObjectSource::new(64))
+                .unwrap();
             assert_eq!(s.requests, 1);
             let rs = responses(&conn.output);
             assert_eq!(rs.len(), 1);
@@ -791,7 +885,8 @@ mod tests {
     fn request_bodies_are_skipped() {
         let input = b"GET /obj/2 HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhelloGET /obj/3 HTTP/1.1\r\nHost: t\r\n\r\n";
         let mut conn = Duplex::new(input, 3);
-        let s = serve_connection(&mut conn, &ServerConfig::default(), &ObjectSource::new(64)).unwrap();
+        let s =
+            serve_connection(&mut conn, &ServerConfig::default(), &ObjectSource::new(64)).unwrap();
         assert_eq!(s.requests, 2);
         let rs = responses(&conn.output);
         assert_eq!(rs[1].1, b"012");
@@ -823,7 +918,8 @@ mod tests {
         let short = b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nhello";
         let e = fetch(&mut Duplex::new(short, 4), "h", "/", true, 100).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
-        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+        let chunked =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
         let e = fetch(&mut Duplex::new(chunked, 4), "h", "/", true, 100).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     }

@@ -30,7 +30,9 @@ pub fn fill(offset: usize, buf: &mut [u8]) {
 /// Check that `buf` holds the object bytes starting at `offset`. Returns the index in
 /// `buf` of the first wrong byte, or `None` if every byte matches.
 pub fn verify(offset: usize, buf: &[u8]) -> Option<usize> {
-    buf.iter().enumerate().position(|(k, &b)| b != byte_at(offset + k))
+    buf.iter()
+        .enumerate()
+        .position(|(k, &b)| b != byte_at(offset + k))
 }
 
 /// A precomputed run of the pattern, long enough that any `len <= chunk` bytes of an
@@ -85,7 +87,9 @@ pub fn parse_size(s: &str, max: usize) -> Result<usize, SizeError> {
     if digits.is_empty() || digits.len() > 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(SizeError::NotANumber(s.to_owned()));
     }
-    let n: usize = digits.parse().map_err(|_| SizeError::NotANumber(s.to_owned()))?;
+    let n: usize = digits
+        .parse()
+        .map_err(|_| SizeError::NotANumber(s.to_owned()))?;
     let size = n.checked_mul(mult).ok_or(SizeError::TooLarge(max))?;
     if size > max {
         return Err(SizeError::TooLarge(max));
@@ -157,11 +161,26 @@ mod tests {
         assert_eq!(parse_size("1m", max), Ok(1 << 20));
         assert_eq!(parse_size("1M", max), Ok(1 << 20));
         assert!(matches!(parse_size("", max), Err(SizeError::NotANumber(_))));
-        assert!(matches!(parse_size("k", max), Err(SizeError::NotANumber(_))));
-        assert!(matches!(parse_size("-1", max), Err(SizeError::NotANumber(_))));
-        assert!(matches!(parse_size("1.5k", max), Err(SizeError::NotANumber(_))));
-        assert!(matches!(parse_size("+5", max), Err(SizeError::NotANumber(_))));
+        assert!(matches!(
+            parse_size("k", max),
+            Err(SizeError::NotANumber(_))
+        ));
+        assert!(matches!(
+            parse_size("-1", max),
+            Err(SizeError::NotANumber(_))
+        ));
+        assert!(matches!(
+            parse_size("1.5k", max),
+            Err(SizeError::NotANumber(_))
+        ));
+        assert!(matches!(
+            parse_size("+5", max),
+            Err(SizeError::NotANumber(_))
+        ));
         assert_eq!(parse_size("65m", max), Err(SizeError::TooLarge(max)));
-        assert_eq!(parse_size("999999999999m", max), Err(SizeError::TooLarge(max)));
+        assert_eq!(
+            parse_size("999999999999m", max),
+            Err(SizeError::TooLarge(max))
+        );
     }
 }

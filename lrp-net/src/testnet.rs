@@ -718,7 +718,7 @@ mod tests {
         assert_eq!(base36(0, 3), "000");
         assert_eq!(base36(35, 2), "0z");
         assert_eq!(base36(36 * 36, 2), "00"); // truncated to the width
-        assert_eq!(base36(4_194_304, 5), "2hwxs");
+        assert_eq!(base36(4_194_304, 5), "2hwcg");
     }
 
     #[test]

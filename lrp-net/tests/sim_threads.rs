@@ -96,9 +96,14 @@ fn dedicated_poll_thread_with_a_pool_that_runs_dry() {
 
     const FRAMES: u32 = 3000;
     for mode in MODES {
-        let config = sim_common::config(mode).frame_count(32).fill_ring(16).batch(8);
+        let config = sim_common::config(mode)
+            .frame_count(32)
+            .fill_ring(16)
+            .batch(8);
         let (nic, peer) = Nic::sim(SimConfig::new(config)).unwrap();
-        let ch = nic.channel(Rule::listener(Proto::Udp, None, 7201), 64).unwrap();
+        let ch = nic
+            .channel(Rule::listener(Proto::Udp, None, 7201), 64)
+            .unwrap();
         let stop = AtomicBool::new(false);
         let start = Instant::now();
         std::thread::scope(|s| {
@@ -112,7 +117,10 @@ fn dedicated_poll_thread_with_a_pool_that_runs_dry() {
                 let mut next = 0u32;
                 let mut held = Vec::new();
                 while next < FRAMES {
-                    assert!(start.elapsed() < DEADLINE, "{mode:?}: receiver stuck at {next}");
+                    assert!(
+                        start.elapsed() < DEADLINE,
+                        "{mode:?}: receiver stuck at {next}"
+                    );
                     match ch.recv() {
                         Some(f) => {
                             assert_eq!(seq_of(&f), next, "{mode:?}");
@@ -149,7 +157,10 @@ fn dedicated_poll_thread_with_a_pool_that_runs_dry() {
         });
         let s = ch.stats();
         assert_eq!(s.delivered_packets, u64::from(FRAMES), "{mode:?}");
-        assert!(peer.stats().rx_no_buffer > 0, "{mode:?}: the pool did run dry");
+        assert!(
+            peer.stats().rx_no_buffer > 0,
+            "{mode:?}: the pool did run dry"
+        );
         nic.poll_rx(64);
         assert_conserved(&nic, 0);
     }

@@ -37,7 +37,13 @@ fn tcp_segments(frames: &[Vec<u8>]) -> Vec<(u16, u16, bool, bool, bool)> {
             }
             let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
             assert!(tcp.verify_checksum(&ip.src_addr().into(), &ip.dst_addr().into()));
-            Some((tcp.src_port(), tcp.dst_port(), tcp.syn(), tcp.ack(), tcp.rst()))
+            Some((
+                tcp.src_port(),
+                tcp.dst_port(),
+                tcp.syn(),
+                tcp.ack(),
+                tcp.rst(),
+            ))
         })
         .collect()
 }
@@ -48,7 +54,9 @@ fn handshake_and_data_both_ways_in_every_mode() {
     const RESPONSE: usize = 200 * 1024;
     for mode in MODES {
         let (stack, sim) = stack(mode);
-        let listener = stack.tcp_listen("10.0.0.2:80".parse().unwrap(), 16).unwrap();
+        let listener = stack
+            .tcp_listen("10.0.0.2:80".parse().unwrap(), 16)
+            .unwrap();
         let server = std::thread::spawn(move || {
             let (mut s, peer) = listener.accept_timeout(LIMIT).expect("accept");
             assert_eq!(peer, "10.0.0.1:40000".parse::<SocketAddr>().unwrap());
@@ -56,7 +64,10 @@ fn handshake_and_data_both_ways_in_every_mode() {
             s.set_write_timeout(Some(LIMIT)).unwrap();
             let mut req = vec![0u8; REQUEST];
             s.read_exact(&mut req).expect("read request");
-            assert!(req.iter().enumerate().all(|(i, &b)| b == pattern(i)), "request corrupted");
+            assert!(
+                req.iter().enumerate().all(|(i, &b)| b == pattern(i)),
+                "request corrupted"
+            );
             let resp: Vec<u8> = (0..RESPONSE).map(|i| pattern(i + 7)).collect();
             s.write_all(&resp).expect("write response");
             let stats = s.stats();
@@ -83,11 +94,22 @@ fn handshake_and_data_both_ways_in_every_mode() {
             }
             got.len() == RESPONSE && !s.may_recv()
         });
-        assert!(ok, "{mode:?}: got {} of {RESPONSE}, state {}", got.len(), peer.tcp(h).state());
-        assert!(got.iter().enumerate().all(|(i, &b)| b == pattern(i + 7)), "{mode:?}: response corrupted");
+        assert!(
+            ok,
+            "{mode:?}: got {} of {RESPONSE}, state {}",
+            got.len(),
+            peer.tcp(h).state()
+        );
+        assert!(
+            got.iter().enumerate().all(|(i, &b)| b == pattern(i + 7)),
+            "{mode:?}: response corrupted"
+        );
         // The server closed first (FIN): the peer closes too, and the stack finishes.
         peer.tcp(h).close();
-        assert!(peer.poll_until(LIMIT, |p| p.tcp(h).state() == State::Closed), "{mode:?}");
+        assert!(
+            peer.poll_until(LIMIT, |p| p.tcp(h).state() == State::Closed),
+            "{mode:?}"
+        );
         let (listener, s, l) = server.join().unwrap();
         assert_eq!(listener.accepted(), 1);
         assert_eq!(s.delivered_bytes, REQUEST as u64, "{mode:?}");
@@ -96,8 +118,14 @@ fn handshake_and_data_both_ways_in_every_mode() {
         if mode == Mode::Eager {
             assert!(stack.eager_stats().cpu_ns > 0);
         } else {
-            assert!(s.cpu_ns > 0, "{mode:?}: the connection's processing is charged to it");
-            assert!(l.cpu_ns > 0, "{mode:?}: the handshake is charged to the listener");
+            assert!(
+                s.cpu_ns > 0,
+                "{mode:?}: the connection's processing is charged to it"
+            );
+            assert!(
+                l.cpu_ns > 0,
+                "{mode:?}: the handshake is charged to the listener"
+            );
         }
     }
 }
@@ -107,12 +135,15 @@ fn many_concurrent_connections_fill_the_backlog_and_are_all_accepted() {
     const N: u16 = 64;
     for mode in [Mode::SoftLrp, Mode::Eager] {
         let (stack, sim) = stack(mode);
-        let listener = stack.tcp_listen("10.0.0.2:8080".parse().unwrap(), N as usize).unwrap();
+        let listener = stack
+            .tcp_listen("10.0.0.2:8080".parse().unwrap(), N as usize)
+            .unwrap();
         let server = std::thread::spawn(move || {
             let mut streams = Vec::new();
             for _ in 0..N {
                 let (mut s, peer) = listener.accept_timeout(LIMIT).expect("accept");
-                s.write_all(format!("hello {}", peer.port()).as_bytes()).unwrap();
+                s.write_all(format!("hello {}", peer.port()).as_bytes())
+                    .unwrap();
                 streams.push(s);
             }
             let l = listener.stats();
@@ -133,9 +164,15 @@ fn many_concurrent_connections_fill_the_backlog_and_are_all_accepted() {
                     .unwrap();
                 }
             }
-            got.iter().enumerate().all(|(i, g)| g == format!("hello {}", 30000 + i).as_bytes())
+            got.iter()
+                .enumerate()
+                .all(|(i, g)| g == format!("hello {}", 30000 + i).as_bytes())
         });
-        assert!(ok, "{mode:?}: {} of {N} connections answered", got.iter().filter(|g| !g.is_empty()).count());
+        assert!(
+            ok,
+            "{mode:?}: {} of {N} connections answered",
+            got.iter().filter(|g| !g.is_empty()).count()
+        );
         let (listener, l) = server.join().unwrap();
         assert_eq!(listener.accepted(), u64::from(N));
         assert_eq!(l.backlog_full, 0, "{mode:?}");
@@ -147,7 +184,12 @@ fn syns_beyond_the_backlog_are_dropped_and_counted() {
     let (stack, sim) = stack(Mode::SoftLrp);
     let listener = stack.tcp_listen("10.0.0.2:80".parse().unwrap(), 4).unwrap();
     for port in 0..10 {
-        let syn = build::tcp_v4(sa(PEER_IP, 20000 + port), sa(STACK_IP, 80), TcpFlags::SYN, b"");
+        let syn = build::tcp_v4(
+            sa(PEER_IP, 20000 + port),
+            sa(STACK_IP, 80),
+            TcpFlags::SYN,
+            b"",
+        );
         assert!(sim.inject(&syn));
     }
     // Nothing accepted yet: one accept call processes the SYNs, then times out.
@@ -155,7 +197,10 @@ fn syns_beyond_the_backlog_are_dropped_and_counted() {
     assert_eq!(listener.pending_handshakes(), 4);
     let l = listener.stats();
     assert_eq!(l.backlog_full, 6);
-    let synacks = tcp_segments(&sim.take_tx()).into_iter().filter(|s| s.2 && s.3).count();
+    let synacks = tcp_segments(&sim.take_tx())
+        .into_iter()
+        .filter(|s| s.2 && s.3)
+        .count();
     assert_eq!(synacks, 4);
 }
 
@@ -169,7 +214,11 @@ fn strays_get_a_reset_and_closed_ports_are_not_ours() {
     assert!(listener.accept_timeout(Duration::from_millis(20)).is_err());
     let segs = tcp_segments(&sim.take_tx());
     assert_eq!(segs.len(), 1);
-    assert_eq!((segs[0].0, segs[0].1, segs[0].4), (80, 5000, true), "a RST to the stray");
+    assert_eq!(
+        (segs[0].0, segs[0].1, segs[0].4),
+        (80, 5000, true),
+        "a RST to the stray"
+    );
     // A SYN to a port nobody listens on matches no rule: the NIC's default action (here:
     // pass to the host kernel, which answers for closed ports) — not the stack's.
     let syn = build::tcp_v4(sa(PEER_IP, 5001), sa(STACK_IP, 81), TcpFlags::SYN, b"");
@@ -182,7 +231,14 @@ fn strays_get_a_reset_and_closed_ports_are_not_ours() {
     sim.inject(&cut);
     assert!(listener.accept_timeout(Duration::from_millis(20)).is_err());
     assert_eq!(listener.pending_handshakes(), 0);
-    assert!(stack.nic().stats().account.drops(lrp_core::account::DropReason::Malformed) >= 1);
+    assert!(
+        stack
+            .nic()
+            .stats()
+            .account
+            .drops(lrp_core::account::DropReason::Malformed)
+            >= 1
+    );
 }
 
 #[test]
@@ -224,29 +280,42 @@ fn bad_segments_do_not_disturb_an_established_connection() {
         }));
         // Garbage on the connection's own 5-tuple: a bad checksum, and a segment whose
         // checksum is good but that TCP must ignore (out of window).
-        let mut bad = build::tcp_v4(sa(PEER_IP, 41000), sa(STACK_IP, 80), TcpFlags::ACK, b"xxxxx");
+        let mut bad = build::tcp_v4(
+            sa(PEER_IP, 41000),
+            sa(STACK_IP, 80),
+            TcpFlags::ACK,
+            b"xxxxx",
+        );
         let l = bad.len();
         bad[l - 1] ^= 0x55;
         assert!(sim.inject(&bad));
-        let junk = build::tcp_v4(sa(PEER_IP, 41000), sa(STACK_IP, 80), TcpFlags::ACK | TcpFlags::PSH, b"junk!");
+        let junk = build::tcp_v4(
+            sa(PEER_IP, 41000),
+            sa(STACK_IP, 80),
+            TcpFlags::ACK | TcpFlags::PSH,
+            b"junk!",
+        );
         assert!(sim.inject(&junk));
         let mut sent = false;
         got.clear();
-        assert!(peer.poll_until(LIMIT, |p| {
-            let s = p.tcp(h);
-            if !sent {
-                s.send_slice(b"secnd").unwrap();
-                sent = true;
-            }
-            while s.can_recv() {
-                s.recv(|b| {
-                    got.extend_from_slice(b);
-                    (b.len(), ())
-                })
-                .unwrap();
-            }
-            got == b"ok2"
-        }), "{mode:?}: the connection survived");
+        assert!(
+            peer.poll_until(LIMIT, |p| {
+                let s = p.tcp(h);
+                if !sent {
+                    s.send_slice(b"secnd").unwrap();
+                    sent = true;
+                }
+                while s.can_recv() {
+                    s.recv(|b| {
+                        got.extend_from_slice(b);
+                        (b.len(), ())
+                    })
+                    .unwrap();
+                }
+                got == b"ok2"
+            }),
+            "{mode:?}: the connection survived"
+        );
         let (_s, st) = server.join().unwrap();
         assert_eq!(st.bad_checksum, 1, "{mode:?}: {st:?}");
         assert_eq!(st.delivered_bytes, 10, "{mode:?}");
@@ -262,7 +331,9 @@ fn client_connections_to_a_peer_listener() {
         peer.tcp(h).listen(8080).unwrap();
         let st = stack.clone();
         let client = std::thread::spawn(move || {
-            let mut s = st.tcp_connect("10.0.0.1:8080".parse().unwrap(), LIMIT).expect("connect");
+            let mut s = st
+                .tcp_connect("10.0.0.1:8080".parse().unwrap(), LIMIT)
+                .expect("connect");
             s.set_read_timeout(Some(LIMIT)).unwrap();
             s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
             let mut resp = Vec::new();
@@ -272,34 +343,44 @@ fn client_connections_to_a_peer_listener() {
         let mut req = Vec::new();
         let mut answered = false;
         let start = Instant::now();
-        assert!(peer.poll_until(LIMIT, |p| {
-            let s = p.tcp(h);
-            while s.can_recv() {
-                s.recv(|b| {
-                    req.extend_from_slice(b);
-                    (b.len(), ())
-                })
-                .unwrap();
-            }
-            if !answered && req.ends_with(b"\r\n\r\n") {
-                s.send_slice(b"HTTP/1.0 200 OK\r\n\r\nbody").unwrap();
-                s.close();
-                answered = true;
-            }
-            answered && matches!(s.state(), State::Closed | State::TimeWait)
-        }), "{mode:?}: peer saw {:?} after {:?}", String::from_utf8_lossy(&req), start.elapsed());
+        assert!(
+            peer.poll_until(LIMIT, |p| {
+                let s = p.tcp(h);
+                while s.can_recv() {
+                    s.recv(|b| {
+                        req.extend_from_slice(b);
+                        (b.len(), ())
+                    })
+                    .unwrap();
+                }
+                if !answered && req.ends_with(b"\r\n\r\n") {
+                    s.send_slice(b"HTTP/1.0 200 OK\r\n\r\nbody").unwrap();
+                    s.close();
+                    answered = true;
+                }
+                answered && matches!(s.state(), State::Closed | State::TimeWait)
+            }),
+            "{mode:?}: peer saw {:?} after {:?}",
+            String::from_utf8_lossy(&req),
+            start.elapsed()
+        );
         let (resp, stats) = client.join().unwrap();
         assert_eq!(resp, b"HTTP/1.0 200 OK\r\n\r\nbody", "{mode:?}");
         assert_eq!(stats.delivered_bytes, 23);
         // A connection to a port where nobody listens is refused (the peer answers RST).
         let st = stack.clone();
-        let refused = std::thread::spawn(move || st.tcp_connect("10.0.0.1:9".parse().unwrap(), LIMIT));
+        let refused =
+            std::thread::spawn(move || st.tcp_connect("10.0.0.1:9".parse().unwrap(), LIMIT));
         let mut done = false;
         peer.poll_until(LIMIT, |_| {
             done = refused.is_finished();
             done
         });
         let err = refused.join().unwrap().unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{mode:?}");
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "{mode:?}"
+        );
     }
 }

@@ -75,13 +75,20 @@ fn udp_echo_in_every_mode() {
         assert_eq!(s.packets, 100, "{mode:?}: {s:?}");
         assert_eq!(s.delivered, 100, "{mode:?}");
         assert_eq!(s.tx_packets, 100, "{mode:?}");
-        assert_eq!(s.early_discards + s.late_drops + s.bad_checksum, 0, "{mode:?}");
+        assert_eq!(
+            s.early_discards + s.late_drops + s.bad_checksum,
+            0,
+            "{mode:?}"
+        );
         if mode == Mode::Eager {
             // The eager poll thread did the receive processing: charged to it, not to the
             // socket (which pays only for its sends).
             assert!(stack.eager_stats().cpu_ns > 0, "{mode:?}");
         } else {
-            assert!(s.cpu_ns > 0, "{mode:?}: receive processing charged to the socket");
+            assert!(
+                s.cpu_ns > 0,
+                "{mode:?}: receive processing charged to the socket"
+            );
             assert_eq!(stack.eager_stats().cpu_ns, 0);
         }
     }
@@ -133,12 +140,22 @@ fn nonblocking_and_timeouts() {
     let (stack, peer) = stack(Mode::SoftLrp);
     let sock = stack.udp_bind("10.0.0.2:53".parse().unwrap(), 16).unwrap();
     let mut buf = [0u8; 16];
-    assert_eq!(sock.try_recv_from(&mut buf).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+    assert_eq!(
+        sock.try_recv_from(&mut buf).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock
+    );
     sock.set_nonblocking(true).unwrap();
-    assert_eq!(sock.recv_from(&mut buf).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+    assert_eq!(
+        sock.recv_from(&mut buf).unwrap_err().kind(),
+        io::ErrorKind::WouldBlock
+    );
     sock.set_nonblocking(false).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(30))).unwrap();
-    assert_eq!(sock.recv_from(&mut buf).unwrap_err().kind(), io::ErrorKind::TimedOut);
+    sock.set_read_timeout(Some(Duration::from_millis(30)))
+        .unwrap();
+    assert_eq!(
+        sock.recv_from(&mut buf).unwrap_err().kind(),
+        io::ErrorKind::TimedOut
+    );
     assert!(sock.set_read_timeout(Some(Duration::ZERO)).is_err());
     // A datagram longer than the buffer is truncated, the rest discarded.
     peer.inject(&build::udp_v4(sa(PEER_IP, 1), sa(STACK_IP, 53), &[7u8; 40]));
@@ -151,7 +168,9 @@ fn nonblocking_and_timeouts() {
     assert!(eph.local_addr().unwrap().port() >= 49152);
     // Too large for one frame (no fragmentation).
     assert_eq!(
-        sock.send_to(&[0u8; 1500], "10.0.0.1:1".parse().unwrap()).unwrap_err().kind(),
+        sock.send_to(&[0u8; 1500], "10.0.0.1:1".parse().unwrap())
+            .unwrap_err()
+            .kind(),
         io::ErrorKind::InvalidInput
     );
 }
@@ -160,8 +179,12 @@ fn nonblocking_and_timeouts() {
 fn a_flood_is_discarded_early_at_its_own_channel_and_costs_only_its_receiver() {
     for mode in [Mode::NiLrp, Mode::SoftLrp] {
         let (stack, peer) = stack(mode);
-        let flooded = stack.udp_bind("10.0.0.2:1000".parse().unwrap(), 64).unwrap();
-        let quiet = stack.udp_bind("10.0.0.2:2000".parse().unwrap(), 64).unwrap();
+        let flooded = stack
+            .udp_bind("10.0.0.2:1000".parse().unwrap(), 64)
+            .unwrap();
+        let quiet = stack
+            .udp_bind("10.0.0.2:2000".parse().unwrap(), 64)
+            .unwrap();
         let frame = build::udp_v4(sa(PEER_IP, 1), sa(STACK_IP, 1000), &[0u8; 512]);
         let mut accepted = 0;
         for _ in 0..1000 {
@@ -183,9 +206,16 @@ fn a_flood_is_discarded_early_at_its_own_channel_and_costs_only_its_receiver() {
         assert!(f.early_discards >= 900, "{mode:?}: {f:?}");
         // SOFT-LRP fills the channel; NI-LRP's gate closes at 3/4 of the ring.
         let queued = f.queued;
-        assert_eq!(queued, if mode == Mode::NiLrp { 48 } else { 64 }, "{mode:?}");
+        assert_eq!(
+            queued,
+            if mode == Mode::NiLrp { 48 } else { 64 },
+            "{mode:?}"
+        );
         if mode == Mode::NiLrp {
-            assert!(f.drops(DropReason::Gate) > 0, "{mode:?}: dropped at the gate, before the copy");
+            assert!(
+                f.drops(DropReason::Gate) > 0,
+                "{mode:?}: dropped at the gate, before the copy"
+            );
         }
         // The quiet socket gets all of its datagrams, and pays only for them.
         let mut buf = [0u8; 1024];
@@ -212,10 +242,15 @@ fn a_flood_is_discarded_early_at_its_own_channel_and_costs_only_its_receiver() {
 #[test]
 fn eager_mode_processes_the_flood_at_poll_time_and_drops_late() {
     let (stack, peer) = stack_with(Mode::Eager, |c| {
-        c.eager_driver(lrp_net::stack::EagerDriver::Callers).control_thread(false)
+        c.eager_driver(lrp_net::stack::EagerDriver::Callers)
+            .control_thread(false)
     });
-    let flooded = stack.udp_bind("10.0.0.2:1000".parse().unwrap(), 64).unwrap();
-    let quiet = stack.udp_bind("10.0.0.2:2000".parse().unwrap(), 64).unwrap();
+    let flooded = stack
+        .udp_bind("10.0.0.2:1000".parse().unwrap(), 64)
+        .unwrap();
+    let quiet = stack
+        .udp_bind("10.0.0.2:2000".parse().unwrap(), 64)
+        .unwrap();
     let frame = build::udp_v4(sa(PEER_IP, 1), sa(STACK_IP, 1000), &[0u8; 512]);
     for round in 0..10 {
         for _ in 0..100 {
@@ -239,10 +274,15 @@ fn eager_mode_processes_the_flood_at_poll_time_and_drops_late() {
     for _ in 0..100 {
         peer.inject(&frame);
     }
-    quiet.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    quiet
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
     assert!(quiet.recv_from(&mut buf).is_err());
     let q = quiet.stats();
-    assert!(q.cpu_ns > 0, "the quiet socket was billed for the flood's processing: {q:?}");
+    assert!(
+        q.cpu_ns > 0,
+        "the quiet socket was billed for the flood's processing: {q:?}"
+    );
     assert_eq!(q.packets, 1);
 }
 
@@ -256,32 +296,47 @@ fn arp_and_icmp_are_answered_on_the_host_channel() {
             for f in peer.take_tx() {
                 let eth = EthernetFrame::new_checked(&f[..]).unwrap();
                 if eth.ethertype() == EthernetProtocol::Arp {
-                    let arp = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).unwrap()).unwrap();
+                    let arp =
+                        ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).unwrap()).unwrap();
                     reply = Some(arp);
                 }
             }
             reply.is_some()
         }));
-        let Some(ArpRepr::EthernetIpv4 { operation, source_hardware_addr, source_protocol_addr, .. }) = reply
+        let Some(ArpRepr::EthernetIpv4 {
+            operation,
+            source_hardware_addr,
+            source_protocol_addr,
+            ..
+        }) = reply
         else {
             unreachable!()
         };
         assert_eq!(operation, ArpOperation::Reply, "{mode:?}");
         assert_eq!(source_hardware_addr.0, build::LOCAL_MAC);
         assert_eq!(source_protocol_addr, STACK_IP);
-        assert_eq!(stack.neighbors(), vec![(PEER_IP, build::PEER_MAC)], "{mode:?}");
+        assert_eq!(
+            stack.neighbors(),
+            vec![(PEER_IP, build::PEER_MAC)],
+            "{mode:?}"
+        );
 
         assert!(peer.inject(&build::icmp_echo_v4(PEER_IP, STACK_IP, 0x1234, 7, b"ping")));
         let mut echo = None;
         assert!(wait_until(Duration::from_secs(5), || {
             for f in peer.take_tx() {
                 let eth = EthernetFrame::new_checked(&f[..]).unwrap();
-                let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else { continue };
+                let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
+                    continue;
+                };
                 if ip.next_header() == IpProtocol::Icmp {
                     let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
                     assert!(icmp.verify_checksum());
-                    if let Ok(Icmpv4Repr::EchoReply { ident, seq_no, data }) =
-                        Icmpv4Repr::parse(&icmp, &Default::default())
+                    if let Ok(Icmpv4Repr::EchoReply {
+                        ident,
+                        seq_no,
+                        data,
+                    }) = Icmpv4Repr::parse(&icmp, &Default::default())
                     {
                         echo = Some((ident, seq_no, data.to_vec()));
                     }
@@ -299,21 +354,45 @@ fn arp_and_icmp_are_answered_on_the_host_channel() {
 fn stack_config_is_validated() {
     use lrp_net::sim::SimConfig;
     use lrp_net::stack::{Stack, StackConfig};
-    let nic = || lrp_net::Nic::sim(SimConfig::new(nic_config(Mode::SoftLrp))).unwrap().0;
+    let nic = || {
+        lrp_net::Nic::sim(SimConfig::new(nic_config(Mode::SoftLrp)))
+            .unwrap()
+            .0
+    };
     let ip = STACK_IP;
-    assert!(Stack::new(nic(), StackConfig::new(ip, 24)).is_err(), "no MAC");
-    assert!(Stack::new(nic(), StackConfig::new(ip, 24).mac([1, 0, 0, 0, 0, 1])).is_err(), "multicast MAC");
+    assert!(
+        Stack::new(nic(), StackConfig::new(ip, 24)).is_err(),
+        "no MAC"
+    );
+    assert!(
+        Stack::new(nic(), StackConfig::new(ip, 24).mac([1, 0, 0, 0, 0, 1])).is_err(),
+        "multicast MAC"
+    );
     assert!(Stack::new(nic(), StackConfig::new(ip, 0).mac(build::LOCAL_MAC)).is_err());
     assert!(Stack::new(nic(), StackConfig::new(ip, 33).mac(build::LOCAL_MAC)).is_err());
-    assert!(Stack::new(nic(), StackConfig::new("0.0.0.0".parse().unwrap(), 24).mac(build::LOCAL_MAC)).is_err());
     assert!(Stack::new(
         nic(),
-        StackConfig::new(ip, 24).mac(build::LOCAL_MAC).gateway("192.168.0.1".parse().unwrap())
+        StackConfig::new("0.0.0.0".parse().unwrap(), 24).mac(build::LOCAL_MAC)
     )
     .is_err());
-    assert!(Stack::new(nic(), StackConfig::new(ip, 24).mac(build::LOCAL_MAC).mtu(9000)).is_err());
+    assert!(Stack::new(
+        nic(),
+        StackConfig::new(ip, 24)
+            .mac(build::LOCAL_MAC)
+            .gateway("192.168.0.1".parse().unwrap())
+    )
+    .is_err());
+    assert!(Stack::new(
+        nic(),
+        StackConfig::new(ip, 24).mac(build::LOCAL_MAC).mtu(9000)
+    )
+    .is_err());
     let s = Stack::new(nic(), StackConfig::new(ip, 24).mac(build::LOCAL_MAC)).unwrap();
     assert_eq!(s.mtu(), 1500);
     // Two stacks on one address of one NIC would fight over the host rule.
-    assert!(Stack::new(s.nic().clone(), StackConfig::new(ip, 24).mac(build::LOCAL_MAC)).is_err());
+    assert!(Stack::new(
+        s.nic().clone(),
+        StackConfig::new(ip, 24).mac(build::LOCAL_MAC)
+    )
+    .is_err());
 }

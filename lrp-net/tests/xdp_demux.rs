@@ -67,7 +67,10 @@ fn run(x: &LrpXdp, frame: &[u8]) -> (XdpAction, Outcome, Option<Hit>) {
     let mut outcomes = Vec::new();
     for s in 0..SLOTS as usize {
         let (p, q) = (a.slots[s], b.slots[s]);
-        assert_eq!(q.redirected, p.redirected, "no socket is bound in test runs");
+        assert_eq!(
+            q.redirected, p.redirected,
+            "no socket is bound in test runs"
+        );
         assert_eq!(q.gate_drops, p.gate_drops, "no gate is closed here");
         if q.no_socket != p.no_socket {
             outcomes.push(Outcome::Channel(s as u32));
@@ -86,7 +89,11 @@ fn run(x: &LrpXdp, frame: &[u8]) -> (XdpAction, Outcome, Option<Hit>) {
         }
     }
     assert_eq!(h.bad_slot, g.bad_slot);
-    assert_eq!(outcomes.len(), 1, "exactly one outcome per frame: {outcomes:?} for {frame:02x?}");
+    assert_eq!(
+        outcomes.len(),
+        1,
+        "exactly one outcome per frame: {outcomes:?} for {frame:02x?}"
+    );
     let mut hits = Vec::new();
     if h.hit_exact != g.hit_exact {
         hits.push(Hit::Exact);
@@ -133,17 +140,39 @@ fn ch(n: u32) -> ChannelId {
 /// The same rules in the program and in a `Demux`.
 fn rules(x: &mut LrpXdp, default: DefaultAction) -> Demux {
     let mut d = Demux::new(default);
-    x.set_config(&DemuxConfig { mode: DemuxMode::Ni, default }).unwrap();
-    let exact = FlowKey { proto: Proto::Udp, src: R.into(), dst: L.into(), sport: 5555, dport: 9000 };
+    x.set_config(&DemuxConfig {
+        mode: DemuxMode::Ni,
+        default,
+    })
+    .unwrap();
+    let exact = FlowKey {
+        proto: Proto::Udp,
+        src: R.into(),
+        dst: L.into(),
+        sport: 5555,
+        dport: 9000,
+    };
     x.insert_flow(&exact, ch(1)).unwrap();
     d.insert_flow(exact, ch(1));
     let listeners = [
-        (ListenerKey::new(Proto::Udp, L.into(), 9000), Listener::new(ch(2))),
+        (
+            ListenerKey::new(Proto::Udp, L.into(), 9000),
+            Listener::new(ch(2)),
+        ),
         (ListenerKey::any(Proto::Udp, 9000), Listener::new(ch(3))),
-        (ListenerKey::new(Proto::Tcp, L.into(), 80), Listener::new(ch(4)).with_syn_channel(ch(5))),
-        (ListenerKey::new(Proto::Tcp, L6.into(), 80), Listener::new(ch(6)).with_syn_channel(ch(7))),
+        (
+            ListenerKey::new(Proto::Tcp, L.into(), 80),
+            Listener::new(ch(4)).with_syn_channel(ch(5)),
+        ),
+        (
+            ListenerKey::new(Proto::Tcp, L6.into(), 80),
+            Listener::new(ch(6)).with_syn_channel(ch(7)),
+        ),
         (ListenerKey::any(Proto::Udp, 53), Listener::new(ch(8))),
-        (ListenerKey::any(Proto::Tcp, 22), Listener::new(ch(11)).with_syn_channel(ch(5))),
+        (
+            ListenerKey::any(Proto::Tcp, 22),
+            Listener::new(ch(11)).with_syn_channel(ch(5)),
+        ),
     ];
     for (k, l) in listeners {
         x.insert_listener(&k, &l).unwrap();
@@ -177,11 +206,14 @@ fn corpus() -> Vec<Vec<u8>> {
         eth(0x0800, &ipv4(R, L, 58, 0, &[128, 0, 0, 0])),
         eth(0x0800, &ipv4(R, L, 47, 0, &[0; 8])),
         // First fragment (MF, offset 0): UDP length covers the whole datagram.
-        eth(0x0800, &ipv4(R, L, 17, 0x2000, &{
-            let mut u = udp(5556, 9000, &[7; 16]);
-            u[4..6].copy_from_slice(&100u16.to_be_bytes());
-            u
-        })),
+        eth(
+            0x0800,
+            &ipv4(R, L, 17, 0x2000, &{
+                let mut u = udp(5556, 9000, &[7; 16]);
+                u[4..6].copy_from_slice(&100u16.to_be_bytes());
+                u
+            }),
+        ),
         // Later fragment.
         eth(0x0800, &ipv4(R, L, 17, 0x0003, &[0; 16])),
         arp(R, L),
@@ -265,7 +297,10 @@ fn load() -> Option<LrpXdp> {
     if !testnet::require("xdp_demux") {
         return None;
     }
-    let cfg = ProgramConfig { max_slots: SLOTS, ..ProgramConfig::default() };
+    let cfg = ProgramConfig {
+        max_slots: SLOTS,
+        ..ProgramConfig::default()
+    };
     Some(LrpXdp::load(&cfg).expect("load the XDP program"))
 }
 
@@ -279,8 +314,14 @@ fn differential(default: DefaultAction, seed: u64) {
     for f in &frames {
         let (action, got, hit) = run(&x, f);
         let (want, want_hit) = expected(&d, f);
-        assert_eq!(got, want, "frame {f:02x?}: program says {got:?}, lrp-core says {want:?}");
-        assert_eq!(hit, want_hit, "frame {f:02x?}: matched by {hit:?}, lrp-core by {want_hit:?}");
+        assert_eq!(
+            got, want,
+            "frame {f:02x?}: program says {got:?}, lrp-core says {want:?}"
+        );
+        assert_eq!(
+            hit, want_hit,
+            "frame {f:02x?}: matched by {hit:?}, lrp-core by {want_hit:?}"
+        );
         let want_action = match got {
             Outcome::Malformed(_) | Outcome::Drop => XdpAction::Drop,
             Outcome::Pass => XdpAction::Pass,
@@ -296,10 +337,19 @@ fn differential(default: DefaultAction, seed: u64) {
     eprintln!("{} frames, outcomes: {by_outcome:?}", frames.len());
     // The corpus must exercise every rule and most malformed reasons.
     for s in 1..=11 {
-        assert!(by_outcome.contains_key(&format!("Channel({s})")), "slot {s} never chosen");
+        assert!(
+            by_outcome.contains_key(&format!("Channel({s})")),
+            "slot {s} never chosen"
+        );
     }
-    let malformed = by_outcome.keys().filter(|k| k.starts_with("Malformed")).count();
-    assert!(malformed >= 8, "only {malformed} malformed reasons exercised: {by_outcome:?}");
+    let malformed = by_outcome
+        .keys()
+        .filter(|k| k.starts_with("Malformed"))
+        .count();
+    assert!(
+        malformed >= 8,
+        "only {malformed} malformed reasons exercised: {by_outcome:?}"
+    );
 }
 
 #[test]
@@ -317,11 +367,17 @@ fn soft_mode_sends_everything_for_local_addresses_to_one_slot() {
     let Some(mut x) = load() else { return };
     let d = rules(&mut x, DefaultAction::Pass);
     drop(d);
-    x.set_config(&DemuxConfig { mode: DemuxMode::Soft { slot: 0 }, default: DefaultAction::Pass })
-        .unwrap();
+    x.set_config(&DemuxConfig {
+        mode: DemuxMode::Soft { slot: 0 },
+        default: DefaultAction::Pass,
+    })
+    .unwrap();
     assert_eq!(x.demux_config().unwrap().mode, DemuxMode::Soft { slot: 0 });
     let to_local = [
-        eth(0x0800, &ipv4(R, L, 17, 0, &udp(5555, 9000, b"exact rule ignored"))),
+        eth(
+            0x0800,
+            &ipv4(R, L, 17, 0, &udp(5555, 9000, b"exact rule ignored")),
+        ),
         eth(0x0800, &ipv4(R, L, 17, 0, &udp(1, 9001, b"unbound port"))),
         eth(0x0800, &ipv4(R, L, 6, 0, &tcp(40000, 80, TcpFlags::SYN))),
         eth(0x0800, &ipv4(R, L, 1, 0, &[8, 0, 0, 0])),
@@ -333,10 +389,16 @@ fn soft_mode_sends_everything_for_local_addresses_to_one_slot() {
     ];
     for f in &to_local {
         let (action, got, hit) = run(&x, f);
-        assert_eq!((action, got, hit), (XdpAction::Pass, Outcome::Channel(0), Some(Hit::Soft)));
+        assert_eq!(
+            (action, got, hit),
+            (XdpAction::Pass, Outcome::Channel(0), Some(Hit::Soft))
+        );
     }
     let elsewhere = [
-        eth(0x0800, &ipv4(R, L2, 17, 0, &udp(5556, 9000, b"wildcard ignored"))),
+        eth(
+            0x0800,
+            &ipv4(R, L2, 17, 0, &udp(5556, 9000, b"wildcard ignored")),
+        ),
         arp(R, L2),
         eth(0x88cc, &[0; 46]),
     ];
@@ -347,17 +409,27 @@ fn soft_mode_sends_everything_for_local_addresses_to_one_slot() {
     let mut bad = eth(0x0800, &ipv4(R, L, 17, 0, &udp(1, 2, b"")));
     bad[14] = 0x65;
     let r = Malformed::BadIpVersion.index();
-    assert_eq!(run(&x, &bad), (XdpAction::Drop, Outcome::Malformed(r), None));
+    assert_eq!(
+        run(&x, &bad),
+        (XdpAction::Drop, Outcome::Malformed(r), None)
+    );
 }
 
 #[test]
 fn closed_gate_drops_before_the_redirect() {
     let Some(mut x) = load() else { return };
     let _ = rules(&mut x, DefaultAction::Pass);
-    let f = eth(0x0800, &ipv4(R, L, 17, 0, &udp(5556, 9000, b"listener slot 2")));
+    let f = eth(
+        0x0800,
+        &ipv4(R, L, 17, 0, &udp(5556, 9000, b"listener slot 2")),
+    );
     let gates = x.gates().unwrap();
     x.set_gate(2, GateState::Closed).unwrap();
-    assert_eq!(gates.get(2).unwrap(), GateState::Closed, "a second handle sees the same map");
+    assert_eq!(
+        gates.get(2).unwrap(),
+        GateState::Closed,
+        "a second handle sees the same map"
+    );
     let before = x.slot_counters(2).unwrap();
     for _ in 0..5 {
         assert_eq!(x.test_run(&f).unwrap(), XdpAction::Drop);
@@ -366,7 +438,10 @@ fn closed_gate_drops_before_the_redirect() {
     assert_eq!(after.gate_drops - before.gate_drops, 5);
     assert_eq!(after.no_socket, before.no_socket);
     x.set_gate(2, GateState::Open).unwrap();
-    assert_eq!(run(&x, &f), (XdpAction::Pass, Outcome::Channel(2), Some(Hit::Listener)));
+    assert_eq!(
+        run(&x, &f),
+        (XdpAction::Pass, Outcome::Channel(2), Some(Hit::Listener))
+    );
 }
 
 #[test]
@@ -374,28 +449,51 @@ fn syn_only_listener_leaves_other_segments_to_the_default() {
     let Some(mut x) = load() else { return };
     x.set_config(&DemuxConfig::default()).unwrap();
     let no_channel = ChannelId(u32::MAX);
-    let l = Listener { channel: no_channel, syn_channel: Some(ch(5)) };
-    x.insert_listener(&ListenerKey::any(Proto::Tcp, 8080), &l).unwrap();
+    let l = Listener {
+        channel: no_channel,
+        syn_channel: Some(ch(5)),
+    };
+    x.insert_listener(&ListenerKey::any(Proto::Tcp, 8080), &l)
+        .unwrap();
     let syn = eth(0x0800, &ipv4(R, L, 6, 0, &tcp(1000, 8080, TcpFlags::SYN)));
     let ack = eth(0x0800, &ipv4(R, L, 6, 0, &tcp(1000, 8080, TcpFlags::ACK)));
-    assert_eq!(run(&x, &syn), (XdpAction::Pass, Outcome::Channel(5), Some(Hit::Syn)));
+    assert_eq!(
+        run(&x, &syn),
+        (XdpAction::Pass, Outcome::Channel(5), Some(Hit::Syn))
+    );
     assert_eq!(run(&x, &ack), (XdpAction::Pass, Outcome::Pass, None));
-    x.remove_listener(&ListenerKey::any(Proto::Tcp, 8080)).unwrap();
-    x.remove_listener(&ListenerKey::any(Proto::Tcp, 8080)).unwrap(); // absent: fine
+    x.remove_listener(&ListenerKey::any(Proto::Tcp, 8080))
+        .unwrap();
+    x.remove_listener(&ListenerKey::any(Proto::Tcp, 8080))
+        .unwrap(); // absent: fine
     assert_eq!(run(&x, &syn), (XdpAction::Pass, Outcome::Pass, None));
 }
 
 #[test]
 fn slots_beyond_the_maps_are_refused() {
     let Some(mut x) = load() else { return };
-    let k = FlowKey { proto: Proto::Udp, src: R.into(), dst: L.into(), sport: 1, dport: 2 };
+    let k = FlowKey {
+        proto: Proto::Udp,
+        src: R.into(),
+        dst: L.into(),
+        sport: 1,
+        dport: 2,
+    };
     match x.insert_flow(&k, ChannelId(SLOTS)) {
-        Err(XdpError::SlotOutOfRange { slot, max_slots }) => assert_eq!((slot, max_slots), (SLOTS, SLOTS)),
+        Err(XdpError::SlotOutOfRange { slot, max_slots }) => {
+            assert_eq!((slot, max_slots), (SLOTS, SLOTS))
+        }
         other => panic!("expected SlotOutOfRange, got {other:?}"),
     }
-    assert!(matches!(x.set_gate(SLOTS, GateState::Closed), Err(XdpError::SlotOutOfRange { .. })));
     assert!(matches!(
-        x.set_config(&DemuxConfig { mode: DemuxMode::Soft { slot: SLOTS }, default: DefaultAction::Pass }),
+        x.set_gate(SLOTS, GateState::Closed),
+        Err(XdpError::SlotOutOfRange { .. })
+    ));
+    assert!(matches!(
+        x.set_config(&DemuxConfig {
+            mode: DemuxMode::Soft { slot: SLOTS },
+            default: DefaultAction::Pass
+        }),
         Err(XdpError::SlotOutOfRange { .. })
     ));
 }

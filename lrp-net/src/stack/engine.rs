@@ -21,7 +21,7 @@ use lrp_core::flow::{self, Classification, Malformed};
 use lrp_core::wire;
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, SocketSet};
 use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
-use smoltcp::wire::{EthernetAddress, EthernetFrame, HardwareAddress, IpCidr, Ipv4Address};
+use smoltcp::wire::{EthernetAddress, EthernetFrame, HardwareAddress, IpCidr};
 
 use super::cpu::CpuMeter;
 use super::neighbors::{arp_reply_frame, arp_request_target};
@@ -263,10 +263,7 @@ impl Engine {
         let mut iface = Interface::new(config, &mut CapsOnly(cfg.mtu), now);
         iface.update_ip_addrs(|addrs| {
             // The stack validated the address and prefix; the list holds up to two.
-            let _ = addrs.push(IpCidr::new(
-                Ipv4Address::from(cfg.ip).into(),
-                cfg.prefix_len,
-            ));
+            let _ = addrs.push(IpCidr::new(cfg.ip.into(), cfg.prefix_len));
         });
         if let Some(gw) = cfg.gateway {
             // The route table holds up to two entries and this is the only one.

@@ -13,7 +13,7 @@ use lrp_core::flow::{self, Classification, FlowKey, Malformed, Proto};
 use lrp_core::wire;
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::{self, State};
-use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint, Ipv4Address};
+use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 
 use super::engine::{Engine, StepIo};
 use super::udp::{cap, wait_endpoint};
@@ -399,12 +399,9 @@ impl TcpStream {
         };
         let mut engine = inner.new_engine();
         let mut socket = tcp_socket(inner);
-        let to = IpEndpoint::new(
-            IpAddress::Ipv4(Ipv4Address::from(*remote.ip())),
-            remote.port(),
-        );
+        let to = IpEndpoint::new(IpAddress::Ipv4(*remote.ip()), remote.port());
         let from = IpListenEndpoint {
-            addr: Some(IpAddress::Ipv4(Ipv4Address::from(inner.cfg.ip))),
+            addr: Some(IpAddress::Ipv4(inner.cfg.ip)),
             port,
         };
         if let Err(e) = socket.connect(engine.iface.context(), to, from) {
@@ -961,7 +958,7 @@ impl ListenerShared {
             let mut engine = stack.new_engine();
             let mut socket = tcp_socket(stack);
             let local = IpListenEndpoint {
-                addr: Some(IpAddress::Ipv4(Ipv4Address::from(*self.local.ip()))),
+                addr: Some(IpAddress::Ipv4(*self.local.ip())),
                 port: self.local.port(),
             };
             // The endpoint has a non-zero port and a fresh socket: listening cannot fail.

@@ -11,7 +11,7 @@ use lrp_core::account::DropReason;
 use lrp_core::flow::Proto;
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::udp;
-use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
+use smoltcp::wire::{IpAddress, IpEndpoint};
 
 use super::engine::{Engine, StepIo};
 use super::{lock, EagerDriver, EagerEndpoint, Signal, SocketStats, Stack, StackError, StackInner};
@@ -97,10 +97,7 @@ impl UdpSocket {
         let mut socket = udp::Socket::new(rx, tx);
         let local = SocketAddrV4::new(ip, port);
         // The port is non-zero, so binding cannot fail.
-        let _ = socket.bind(IpEndpoint::new(
-            IpAddress::Ipv4(Ipv4Address::from(ip)),
-            port,
-        ));
+        let _ = socket.bind(IpEndpoint::new(IpAddress::Ipv4(ip), port));
         let mut engine = inner.new_engine();
         let handle = engine.sockets.add(socket);
         let shared = Arc::new(UdpShared {
@@ -300,10 +297,7 @@ impl UdpShared {
                 "unaddressable destination",
             ));
         }
-        let to = IpEndpoint::new(
-            IpAddress::Ipv4(Ipv4Address::from(*target.ip())),
-            target.port(),
-        );
+        let to = IpEndpoint::new(IpAddress::Ipv4(*target.ip()), target.port());
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let seen;

@@ -165,7 +165,8 @@ const _: () = {
     assert!(std::mem::size_of::<RawHostKey>() == 20);
     assert!(std::mem::size_of::<RawSlotStats>() == 24);
     assert!(std::mem::size_of::<RawGlobalStats>() == 8 * (3 + MALFORMED_REASONS + 6));
-    // The byte-array fields keep every key at alignment 1 or 4 as in C (no tail padding).
+    // Ports are byte arrays, so the keys have alignment 1 where C has 2; sizes and
+    // offsets are identical, and the kernel copies keys as bytes.
     assert!(std::mem::align_of::<RawFlowKey>() == 1);
     assert!(std::mem::align_of::<RawListenerKey>() == 1);
     assert!(std::mem::align_of::<RawHostKey>() == 1);
@@ -289,6 +290,29 @@ mod tests {
             (s.addr, s.port, s.family),
             (v6.octets(), [1, 187], FAMILY_V6)
         );
+    }
+
+    #[test]
+    fn malformed_indices_match_the_c_enum() {
+        use lrp_core::flow::Malformed as M;
+        // enum lrp_malformed in lrp_xdp.h.
+        let c_order = [
+            M::TruncatedEthernet,
+            M::TruncatedIp,
+            M::BadIpHeaderLen,
+            M::BadIpVersion,
+            M::BadIpTotalLen,
+            M::BadIpv6ExtHeaders,
+            M::TruncatedL4,
+            M::BadTcpDataOffset,
+            M::BadUdpLen,
+            M::BadArp,
+            M::BadChecksum,
+        ];
+        assert_eq!(M::ALL.len(), MALFORMED_REASONS);
+        for (i, m) in c_order.iter().enumerate() {
+            assert_eq!(m.index(), i, "{m:?}");
+        }
     }
 
     #[test]

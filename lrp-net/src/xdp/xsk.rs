@@ -246,14 +246,15 @@ impl Umem {
         }
         let len = area.len();
         let page = sys::page_size();
-        if (area.as_ptr().cast::<u8>() as usize) % page != 0 || len % page != 0 {
+        if !(area.as_ptr().cast::<u8>() as usize).is_multiple_of(page) || !len.is_multiple_of(page)
+        {
             return Err(XdpError::InvalidConfig(
                 "the UMEM area must be page aligned".into(),
             ));
         }
         let frame_count = u32::try_from(len / fs as usize)
             .map_err(|_| XdpError::InvalidConfig("UMEM area too large".into()))?;
-        if frame_count == 0 || len % fs as usize != 0 {
+        if frame_count == 0 || !len.is_multiple_of(fs as usize) {
             return Err(XdpError::InvalidConfig(format!(
                 "the UMEM area ({len} bytes) must be a non-zero multiple of frame_size {fs}"
             )));

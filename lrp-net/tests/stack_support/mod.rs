@@ -34,7 +34,10 @@ pub(crate) fn stack(mode: Mode) -> (Stack, SimPeer) {
     stack_with(mode, |c| c)
 }
 
-pub(crate) fn stack_with(mode: Mode, f: impl FnOnce(StackConfig) -> StackConfig) -> (Stack, SimPeer) {
+pub(crate) fn stack_with(
+    mode: Mode,
+    f: impl FnOnce(StackConfig) -> StackConfig,
+) -> (Stack, SimPeer) {
     let (nic, peer) = Nic::sim(SimConfig::new(nic_config(mode))).expect("sim NIC");
     let config = f(StackConfig::new(STACK_IP, 24).mac(build::LOCAL_MAC));
     let stack = Stack::new(nic, config).expect("stack");
@@ -97,8 +100,14 @@ fn caps() -> DeviceCapabilities {
 }
 
 impl phy::Device for PeerDev<'_> {
-    type RxToken<'b> = PeerRx where Self: 'b;
-    type TxToken<'b> = PeerTx<'b> where Self: 'b;
+    type RxToken<'b>
+        = PeerRx
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = PeerTx<'b>
+    where
+        Self: 'b;
     fn receive(&mut self, _: smoltcp::time::Instant) -> Option<(PeerRx, PeerTx<'_>)> {
         let f = self.rx.pop_front()?;
         Some((PeerRx(f), PeerTx(self.sim)))
@@ -113,8 +122,14 @@ impl phy::Device for PeerDev<'_> {
 
 struct NoDev;
 impl phy::Device for NoDev {
-    type RxToken<'b> = PeerRx where Self: 'b;
-    type TxToken<'b> = PeerTx<'b> where Self: 'b;
+    type RxToken<'b>
+        = PeerRx
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = PeerTx<'b>
+    where
+        Self: 'b;
     fn receive(&mut self, _: smoltcp::time::Instant) -> Option<(PeerRx, PeerTx<'_>)> {
         None
     }
@@ -132,7 +147,8 @@ impl PeerHost {
         config.random_seed = 0x5eed;
         let mut iface = Interface::new(config, &mut NoDev, smoltcp::time::Instant::ZERO);
         iface.update_ip_addrs(|a| {
-            a.push(IpCidr::new(IpAddress::Ipv4(Ipv4Address::from(PEER_IP)), 24)).unwrap();
+            a.push(IpCidr::new(IpAddress::Ipv4(Ipv4Address::from(PEER_IP)), 24))
+                .unwrap();
         });
         PeerHost {
             sim,
@@ -160,12 +176,19 @@ impl PeerHost {
             rx.push_back(f.to_vec());
         });
         let now = self.now();
-        let mut dev = PeerDev { sim: &self.sim, rx: &mut self.rx };
+        let mut dev = PeerDev {
+            sim: &self.sim,
+            rx: &mut self.rx,
+        };
         self.iface.poll(now, &mut dev, &mut self.sockets);
     }
 
     /// Poll until `f` holds (bounded); returns whether it did.
-    pub(crate) fn poll_until(&mut self, limit: Duration, mut f: impl FnMut(&mut PeerHost) -> bool) -> bool {
+    pub(crate) fn poll_until(
+        &mut self,
+        limit: Duration,
+        mut f: impl FnMut(&mut PeerHost) -> bool,
+    ) -> bool {
         let end = Instant::now() + limit;
         while Instant::now() < end {
             self.poll();
@@ -195,7 +218,11 @@ impl PeerHost {
         let cx = self.iface.context();
         self.sockets
             .get_mut::<smoltcp::socket::tcp::Socket>(h)
-            .connect(cx, (IpAddress::Ipv4(Ipv4Address::from(STACK_IP)), port), local_port)
+            .connect(
+                cx,
+                (IpAddress::Ipv4(Ipv4Address::from(STACK_IP)), port),
+                local_port,
+            )
             .expect("connect");
         h
     }

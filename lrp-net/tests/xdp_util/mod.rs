@@ -28,7 +28,13 @@ pub(crate) fn eth(ethertype: u16, payload: &[u8]) -> Vec<u8> {
 }
 
 /// An IPv4 packet (header checksum filled in) carrying `l4`.
-pub(crate) fn ipv4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, flags_offset: u16, l4: &[u8]) -> Vec<u8> {
+pub(crate) fn ipv4(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    flags_offset: u16,
+    l4: &[u8],
+) -> Vec<u8> {
     let total = (20 + l4.len()) as u16;
     let mut p = vec![0x45, 0, 0, 0, 0, 1, 0, 0, 64, proto, 0, 0];
     p[2..4].copy_from_slice(&total.to_be_bytes());
@@ -111,8 +117,8 @@ pub(crate) fn parse_udp4(frame: &[u8]) -> Option<UdpView> {
     if ulen != seg.len() {
         return None;
     }
-    let checksum_ok = seg[6..8] == [0, 0]
-        || checksum::verify_l4(&IpAddr::V4(src), &IpAddr::V4(dst), 17, seg);
+    let checksum_ok =
+        seg[6..8] == [0, 0] || checksum::verify_l4(&IpAddr::V4(src), &IpAddr::V4(dst), 17, seg);
     Some(UdpView {
         src,
         dst,
