@@ -683,7 +683,7 @@ mod tests {
         let (req, used) = parse_request(b"GET /obj/10 HTTP/1.1\r\nHost: x\r\n\r\nrest")
             .unwrap()
             .unwrap();
-        assert_eq!(used, 34);
+        assert_eq!(used, 33);
         assert_eq!(req.method, "GET");
         assert_eq!(req.target, "/obj/10");
         assert_eq!(req.version, Version::Http11);

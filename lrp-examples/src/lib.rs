@@ -22,3 +22,6 @@ pub mod http;
 pub mod net;
 pub mod object;
 pub mod report;
+
+#[cfg(test)]
+mod sim_tests;

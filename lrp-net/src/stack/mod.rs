@@ -250,7 +250,8 @@ impl StackConfig {
     /// the host channel and closes dropped TCP connections in the background. Without
     /// it, ARP is answered only when sockets run [`Stack::poll_control`] (they do when
     /// they need a neighbour) or the application calls it, and dropping a `TcpStream`
-    /// lingers in the dropping thread.
+    /// lingers in the dropping thread. In EAGER mode with [`EagerDriver::Thread`] the
+    /// eager poll thread does this work instead, and this setting is ignored.
     pub fn control_thread(mut self, enabled: bool) -> Self {
         self.control_thread = enabled;
         self
@@ -605,6 +606,13 @@ impl StackInner {
         n
     }
 
+    /// Whether a thread of the stack drives lingering connections (the control thread,
+    /// or the eager poll thread).
+    pub(crate) fn has_background_thread(&self) -> bool {
+        self.cfg.control_thread
+            || (self.mode() == Mode::Eager && self.cfg.eager_driver == EagerDriver::Thread)
+    }
+
     pub(crate) fn add_lingering(&self, conn: Arc<dyn Lingering>) {
         lock(&self.lingering).push(conn);
     }
@@ -806,18 +814,22 @@ impl Stack {
             inner: Arc::clone(&inner),
             handles: Mutex::new(Vec::new()),
         });
-        if inner.cfg.control_thread {
-            let i = Arc::clone(&inner);
-            let h = std::thread::Builder::new()
-                .name("lrp-control".into())
-                .spawn(move || control_loop(&i))?;
-            lock(&threads.handles).push(h);
-        }
-        if inner.mode() == Mode::Eager && inner.cfg.eager_driver == EagerDriver::Thread {
+        let eager_thread =
+            inner.mode() == Mode::Eager && inner.cfg.eager_driver == EagerDriver::Thread;
+        if eager_thread {
+            // The eager poll thread is the only one that runs the NIC's poll step (sockets
+            // wait on their signals), so its wake-ups on the shared RX ring are reliable;
+            // it also does the control path's work, like interrupt-time processing.
             let i = Arc::clone(&inner);
             let h = std::thread::Builder::new()
                 .name("lrp-eager-poll".into())
                 .spawn(move || eager_loop(&i))?;
+            lock(&threads.handles).push(h);
+        } else if inner.cfg.control_thread {
+            let i = Arc::clone(&inner);
+            let h = std::thread::Builder::new()
+                .name("lrp-control".into())
+                .spawn(move || control_loop(&i))?;
             lock(&threads.handles).push(h);
         }
         Ok(Stack {
@@ -932,8 +944,17 @@ fn control_loop(inner: &StackInner) {
 fn eager_loop(inner: &StackInner) {
     while !inner.stop.load(Ordering::Acquire) {
         let n = inner.eager_step_charged(&inner.eager_account);
-        if n == 0 && inner.nic.wait_rx(Some(Duration::from_millis(10))).is_err() {
-            std::thread::sleep(Duration::from_millis(10));
+        let c = inner.poll_control_charged(true);
+        let busy = inner.drive_lingering();
+        if n + c == 0 {
+            let slice = if busy {
+                Duration::from_millis(5)
+            } else {
+                Duration::from_millis(50)
+            };
+            if inner.nic.wait_rx(Some(slice)).is_err() {
+                std::thread::sleep(slice);
+            }
         }
     }
 }

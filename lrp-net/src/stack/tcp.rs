@@ -645,7 +645,7 @@ impl Drop for TcpStream {
         }
         let deadline = Instant::now() + conn.stack.cfg.linger;
         *lock(&conn.linger_deadline) = Some(deadline);
-        if conn.stack.cfg.control_thread {
+        if conn.stack.has_background_thread() {
             let lingering: Arc<dyn Lingering> = Arc::clone(conn) as _;
             conn.stack.add_lingering(lingering);
             return;

@@ -365,7 +365,10 @@ pub(crate) fn wait_endpoint(
         }
         EagerDriver::Callers => {
             if stack.eager_step_charged(channel.account()) == 0 && signal.seq() == seen {
-                let slice = cap(timeout, Duration::from_millis(10));
+                // Another thread (the control thread) may run the NIC's poll step and
+                // leave frames in endpoint channels without waking the shared ring's
+                // waiters: wait in short slices.
+                let slice = cap(timeout, Duration::from_millis(1));
                 stack
                     .nic
                     .wait_rx(slice)

@@ -320,26 +320,20 @@ impl FrameArea {
         socket: &mut XskSocket,
         frames: &mut Vec<Frame>,
     ) -> Result<usize, XdpError> {
-        let descs: Vec<Desc> = frames
-            .iter()
-            .take(socket.tx_capacity() as usize)
-            .map(|f| {
-                let _ = self.index_of(f);
-                Desc {
-                    addr: f.addr,
-                    len: f.len,
-                }
-            })
-            .collect();
+        let k = frames.len().min(socket.tx_capacity() as usize);
+        let mut descs = Vec::with_capacity(k);
         // Mark first: once a descriptor is in the ring the kernel may complete it at once.
-        for f in &frames[..descs.len()] {
-            let idx = self.index_of(f);
-            let _ = self.transition(idx, HELD, TX);
+        // HELD -> TX cannot fail: a `Frame` exists only for a HELD chunk.
+        for f in &frames[..k] {
+            let _ = self.transition(self.index_of(f), HELD, TX);
+            descs.push(Desc {
+                addr: f.addr,
+                len: f.len,
+            });
         }
         let n = socket.transmit(&descs);
-        for f in &frames[n..descs.len()] {
-            let idx = self.index_of(f);
-            let _ = self.transition(idx, TX, HELD);
+        for f in &frames[n..k] {
+            let _ = self.transition(self.index_of(f), TX, HELD);
         }
         frames.drain(..n);
         if n > 0 {

@@ -54,3 +54,26 @@ pub use sys::{interface_index, interface_mtu, interface_name};
 pub use xsk::{
     BindMode, Desc, QueueConfig, SocketConfig, Umem, UmemConfig, XskQueue, XskSocket, XskStats,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send<T: Send>() {}
+    fn sync<T: Sync>() {}
+
+    #[test]
+    fn handles_can_move_to_the_threads_that_use_them() {
+        send::<XskSocket>();
+        send::<XskQueue>();
+        send::<LrpXdp>();
+        send::<Gates>();
+        send::<SlotGate>();
+        sync::<SlotGate>();
+        send::<Umem>();
+        sync::<Umem>();
+        send::<FrameArea>();
+        sync::<FrameArea>();
+        send::<Frame>();
+    }
+}

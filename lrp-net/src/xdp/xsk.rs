@@ -401,6 +401,10 @@ impl XskQueue {
     ///
     /// Nothing is received until chunks are posted ([`XskQueue::fill`]) and an XDP
     /// program redirects frames to a socket's XSKMAP slot.
+    ///
+    /// The first queue opened on a `Umem` uses the UMEM's own socket. If that open fails
+    /// after the kernel accepted the rings (bind refused: busy queue, bad mode), the
+    /// `Umem` cannot open queues any more: create a new one.
     pub fn open(
         umem: &Umem,
         ifindex: u32,
