@@ -4,7 +4,7 @@
 use std::fmt::Display;
 use std::str::FromStr;
 
-/// A command-line error, printed with the usage hint by [`Args::exit_on_error`].
+/// A command-line error, printed with the usage hint by [`or_exit`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CliError {
     /// An option that takes a value was given without one.

@@ -16,7 +16,7 @@ pub fn rate_line(prev: &SocketStats, cur: &SocketStats, dt: Duration) -> String 
     let late = cur.late_drops.saturating_sub(prev.late_drops);
     let bad = (cur.bad_checksum + cur.malformed).saturating_sub(prev.bad_checksum + prev.malformed);
     let cpu = cur.cpu_ns.saturating_sub(prev.cpu_ns);
-    let ns_per_pkt = if pkts > 0 { cpu / pkts } else { 0 };
+    let ns_per_pkt = cpu.checked_div(pkts).unwrap_or(0);
     format!(
         "rx {:>10.0} pps {:>9.2} Mbit/s | early discard {:>10.0}/s | late drop {:>10.0}/s | bad {:>6} | cpu {:>6} ns/pkt {:>5.1}%",
         pkts as f64 / secs,

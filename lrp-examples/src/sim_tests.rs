@@ -43,19 +43,31 @@ fn bridge(a: SimPeer, b: SimPeer) -> Wire {
             }
         }
     });
-    Wire { stop, thread: Some(thread) }
+    Wire {
+        stop,
+        thread: Some(thread),
+    }
 }
 
 fn pair(mode: Mode) -> (Stack, Stack, Wire) {
-    let nic = || Nic::sim(SimConfig::new(NicConfig::default().frame_count(4096).mode(mode))).unwrap();
+    let nic = || {
+        Nic::sim(SimConfig::new(
+            NicConfig::default().frame_count(4096).mode(mode),
+        ))
+        .unwrap()
+    };
     let (na, pa) = nic();
     let (nb, pb) = nic();
-    let server =
-        Stack::new(na, StackConfig::new("10.0.0.2".parse().unwrap(), 24).mac(build::LOCAL_MAC))
-            .unwrap();
-    let client =
-        Stack::new(nb, StackConfig::new("10.0.0.1".parse().unwrap(), 24).mac(build::PEER_MAC))
-            .unwrap();
+    let server = Stack::new(
+        na,
+        StackConfig::new("10.0.0.2".parse().unwrap(), 24).mac(build::LOCAL_MAC),
+    )
+    .unwrap();
+    let client = Stack::new(
+        nb,
+        StackConfig::new("10.0.0.1".parse().unwrap(), 24).mac(build::PEER_MAC),
+    )
+    .unwrap();
     (server, client, bridge(pa, pb))
 }
 
@@ -63,7 +75,9 @@ fn pair(mode: Mode) -> (Stack, Stack, Wire) {
 fn objects_of_every_bench_size_and_one_mib_survive_lrp_tcp_in_every_mode() {
     for mode in [Mode::NiLrp, Mode::SoftLrp, Mode::Eager] {
         let (server, client, _wire) = pair(mode);
-        let listener = server.tcp_listen("10.0.0.2:80".parse().unwrap(), 16).unwrap();
+        let listener = server
+            .tcp_listen("10.0.0.2:80".parse().unwrap(), 16)
+            .unwrap();
         let srv = std::thread::spawn(move || {
             let cfg = ServerConfig::default();
             let src = ObjectSource::new(16 * 1024);

@@ -239,6 +239,19 @@ fn strays_get_a_reset_and_closed_ports_are_not_ours() {
             .drops(lrp_core::account::DropReason::Malformed)
             >= 1
     );
+    // Non-blocking accept, the port is exclusive, and released when the listener goes.
+    listener.set_nonblocking(true).unwrap();
+    assert_eq!(
+        listener.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock
+    );
+    assert!(stack.tcp_listen("10.0.0.2:80".parse().unwrap(), 4).is_err());
+    drop(listener);
+    let again = stack.tcp_listen("0.0.0.0:80".parse().unwrap(), 4).unwrap();
+    assert_eq!(
+        again.local_addr().unwrap(),
+        "10.0.0.2:80".parse::<SocketAddr>().unwrap()
+    );
 }
 
 #[test]
@@ -296,6 +309,11 @@ fn bad_segments_do_not_disturb_an_established_connection() {
             b"junk!",
         );
         assert!(sim.inject(&junk));
+        // A frame of the connection cut inside its TCP header: malformed, dropped by the
+        // demux before it reaches the connection's channel.
+        let mut cut = build::tcp_v4(sa(PEER_IP, 41000), sa(STACK_IP, 80), TcpFlags::ACK, b"");
+        cut.truncate(14 + 20 + 12);
+        sim.inject(&cut);
         let mut sent = false;
         got.clear();
         assert!(

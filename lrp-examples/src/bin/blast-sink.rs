@@ -74,7 +74,7 @@ fn main() {
                 peer.inject(&frame);
                 sent += 1;
                 // The TX ring fills with nothing; keep the wire's far end drained.
-                if sent % 1024 == 0 {
+                if sent.is_multiple_of(1024) {
                     peer.drain_tx(|_| {});
                 }
             }

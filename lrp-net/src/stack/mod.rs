@@ -3,7 +3,7 @@
 //! A [`Stack`] owns one IPv4 address (and MAC) on a [`Nic`]. Every socket it opens is an
 //! LRP endpoint: its own NI [`Channel`] chosen by a demux [`Rule`], its own smoltcp
 //! `Interface` + `SocketSet` (the same address on each), and its own
-//! [`Account`](lrp_core::account::Account).
+//! [`Account`].
 //!
 //! ```text
 //!  wire ─► NIC demux ─┬─► channel: UDP :9000  ─► UdpSocket::recv_from ─► smoltcp (iface A)

@@ -623,6 +623,12 @@ impl LrpXdp {
         self.config.set(0, raw, 0).map_err(map_err("config", "set"))
     }
 
+    /// Change only the default action (keeps the mode).
+    pub fn set_default_action(&mut self, default: DefaultAction) -> Result<(), XdpError> {
+        let mode = self.demux_config()?.mode;
+        self.set_config(&DemuxConfig { mode, default })
+    }
+
     /// The current mode and default action.
     pub fn demux_config(&self) -> Result<DemuxConfig, XdpError> {
         let raw = self.config.get(&0, 0).map_err(map_err("config", "get"))?;

@@ -12,7 +12,7 @@ use lrp_net::stack::{Stack, StackConfig};
 use lrp_net::{Mode, Nic, NicConfig};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
 
 pub(crate) const MODES: [Mode; 3] = [Mode::NiLrp, Mode::SoftLrp, Mode::Eager];
 
@@ -147,8 +147,7 @@ impl PeerHost {
         config.random_seed = 0x5eed;
         let mut iface = Interface::new(config, &mut NoDev, smoltcp::time::Instant::ZERO);
         iface.update_ip_addrs(|a| {
-            a.push(IpCidr::new(IpAddress::Ipv4(Ipv4Address::from(PEER_IP)), 24))
-                .unwrap();
+            a.push(IpCidr::new(IpAddress::Ipv4(PEER_IP), 24)).unwrap();
         });
         PeerHost {
             sim,
@@ -218,11 +217,7 @@ impl PeerHost {
         let cx = self.iface.context();
         self.sockets
             .get_mut::<smoltcp::socket::tcp::Socket>(h)
-            .connect(
-                cx,
-                (IpAddress::Ipv4(Ipv4Address::from(STACK_IP)), port),
-                local_port,
-            )
+            .connect(cx, (IpAddress::Ipv4(STACK_IP), port), local_port)
             .expect("connect");
         h
     }
