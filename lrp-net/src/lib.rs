@@ -92,3 +92,6 @@ pub use nic::{
     Census, Channel, ChannelStats, ListenerRule, Mode, Nic, NicConfig, NicStats, Rule, XdpAttach,
 };
 pub use pool::{Frame, FramePool};
+pub use stack::{
+    EagerDriver, SocketStats, Stack, StackConfig, StackError, TcpListener, TcpStream, UdpSocket,
+};

@@ -1287,6 +1287,9 @@ impl Channel {
         let inner = &self.nic.inner;
         let deadline = deadline(timeout);
         let shared_rx = inner.config.mode != Mode::NiLrp;
+        // Immediate re-steps after a lost wake-up, bounded so that a ring that stays
+        // pending (e.g. the pool is exhausted) falls back to sleeping in slices.
+        let mut resteps = 0u32;
         loop {
             if !self.is_empty() {
                 return Ok(true);
@@ -1308,10 +1311,22 @@ impl Channel {
             let Some(mut wait) = remaining(deadline) else {
                 return Ok(false);
             };
+            // Frames may have arrived in the shared ring after our step and before the
+            // `consume` above cleared its readiness: run the step again rather than sleep
+            // on a signal that is already gone (a lost wake-up).
+            let pending = shared_rx && inner.backend.rx_pending();
+            if pending && stepped && resteps < 4 {
+                resteps += 1;
+                own.finish(false);
+                if let Some(rx) = rx {
+                    rx.finish(false);
+                }
+                continue;
+            }
             // Frames are pending in the shared ring but this thread could not run the
             // step: another thread is running it and will deliver; sleep on our own
             // readiness only, for a slice, in case it stops before reaching our frames.
-            let rx_busy = shared_rx && !stepped && inner.backend.rx_pending();
+            let rx_busy = pending;
             if rx_busy || inner.starving.load(Ordering::Relaxed) {
                 wait = Some(wait.map_or(SERVICE_SLICE, |w| w.min(SERVICE_SLICE)));
             }

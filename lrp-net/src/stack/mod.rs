@@ -880,6 +880,17 @@ impl Stack {
         TcpStream::connect_timeout(self, remote, timeout)
     }
 
+    /// A raw channel on the stack's NIC, for forwarding applications (the director) that
+    /// take frames chosen by `rule`, rewrite them in place and transmit them, without the
+    /// stack's protocol processing.
+    pub fn raw_channel(
+        &self,
+        rule: impl Into<Rule>,
+        capacity: usize,
+    ) -> Result<Channel, StackError> {
+        self.inner.channel(rule.into(), capacity)
+    }
+
     /// Run the control path once (ARP, ICMP), if no other thread is running it. Returns
     /// how many frames it took. Only needed without the control thread.
     pub fn poll_control(&self) -> usize {

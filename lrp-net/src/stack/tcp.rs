@@ -343,7 +343,8 @@ impl Drop for ConnShared {
 /// [`StackConfig::linger`](super::StackConfig::linger).
 pub struct TcpStream {
     conn: Arc<ConnShared>,
-    stack: Stack,
+    /// Keeps the stack's threads alive while the connection exists.
+    _stack: Stack,
 }
 
 impl std::fmt::Debug for TcpStream {
@@ -421,7 +422,7 @@ impl TcpStream {
         );
         let stream = TcpStream {
             conn,
-            stack: stack.clone(),
+            _stack: stack.clone(),
         };
         let deadline = Instant::now() + timeout;
         loop {
@@ -651,7 +652,6 @@ impl Drop for TcpStream {
             return;
         }
         // No control thread: linger here, bounded by the deadline.
-        let _ = &self.stack;
         while !conn.linger_step(Instant::now()) {
             let wait = {
                 let mut st = conn.lock();
@@ -810,7 +810,7 @@ impl TcpListener {
                     return Ok((
                         TcpStream {
                             conn,
-                            stack: self.stack.clone(),
+                            _stack: self.stack.clone(),
                         },
                         peer,
                     ));
