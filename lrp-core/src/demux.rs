@@ -18,8 +18,13 @@
 //!    discarded early, while the listener's other traffic keeps its own channel.
 //! 3. **listener** — `(proto, local address, local port)`; an entry for the frame's exact
 //!    destination address beats a wildcard entry ([`ListenerKey::any`]).
-//! 4. **host** — ARP whose target address is a registered local address, and ICMP / ICMPv6
-//!    addressed to one, go to that address's host channel (the stack's control channel).
+//! 4. **host** — ARP whose target address is a registered local address, ICMP / ICMPv6
+//!    addressed to one, and UDP / TCP addressed to one that steps 1–3 leave unclaimed go to
+//!    that address's host channel (the stack's control channel). An address registered
+//!    here is owned by the lrp stack, not by the kernel: a TCP segment to a closed port
+//!    must be answered with a RST and a UDP datagram with an ICMP port unreachable, and
+//!    only the stack that owns the address can do that — passing them to a kernel that
+//!    does not have the address configured would leave the peer waiting for a timeout.
 //! 5. **default** — [`DefaultAction`]: hand the frame to the kernel, or drop it.
 //!
 //! A [`Classification::Malformed`] frame is always dropped, whatever the tables say.
@@ -100,7 +105,8 @@ pub enum MatchKind {
     Listener,
     /// A wildcard-address listener entry.
     WildcardListener,
-    /// A host rule (ARP or ICMP to a registered local address).
+    /// A host rule: ARP or ICMP to a registered local address, or UDP / TCP to one that no
+    /// exact or listener entry claims.
     Host,
     /// No entry matched: the default action.
     Default,
@@ -273,8 +279,9 @@ impl Demux {
 
     // ---- host table --------------------------------------------------------------------
 
-    /// Register a local address whose ARP and ICMP traffic goes to `channel`. Returns the
-    /// previous channel for `addr`, if any.
+    /// Register a local address whose ARP and ICMP traffic, and whose UDP / TCP traffic
+    /// that no exact or listener entry claims, goes to `channel`. Returns the previous
+    /// channel for `addr`, if any.
     ///
     /// IPv6 neighbor solicitations are sent to the address's solicited-node multicast
     /// group; register [`solicited_node`]`(addr)` too for the stack to receive them.
@@ -338,14 +345,15 @@ impl Demux {
             return (Verdict::Channel(channel), MatchKind::Exact);
         }
         if self.listeners.is_empty() {
-            return (self.default.verdict(), MatchKind::Default);
+            return self.lookup_host(&key.dst);
         }
         let specific = ListenerKey::new(key.proto, key.dst, key.dport);
         let (listener, kind) = match self.listeners.get(&specific) {
             Some(l) => (l, MatchKind::Listener),
             None => match self.listeners.get(&ListenerKey::any(key.proto, key.dport)) {
                 Some(l) => (l, MatchKind::WildcardListener),
-                None => return (self.default.verdict(), MatchKind::Default),
+                // Unclaimed: the owner of the destination address answers (RST, ICMP).
+                None => return self.lookup_host(&key.dst),
             },
         };
         if key.proto == Proto::Tcp && flags.is_syn_only() {
@@ -541,10 +549,19 @@ mod tests {
             }),
             Verdict::Pass
         );
-        // A host entry does not capture UDP/TCP to that address.
+        // Unclaimed UDP/TCP to a host address goes to the host channel (the stack answers
+        // with ICMP port unreachable or a RST); to any other address, the default.
         assert_eq!(
-            d.lookup(&flow(key(Proto::Udp, 1, LOCAL, 9), 0)),
-            Verdict::Pass
+            d.lookup_explained(&flow(key(Proto::Udp, 1, LOCAL, 9), 0)),
+            (ch(7), MatchKind::Host)
+        );
+        assert_eq!(
+            d.lookup_explained(&flow(key(Proto::Tcp, 1, LOCAL, 9), SYN)),
+            (ch(7), MatchKind::Host)
+        );
+        assert_eq!(
+            d.lookup_explained(&flow(key(Proto::Tcp, 1, OTHER_LOCAL, 9), SYN)),
+            (Verdict::Pass, MatchKind::Default)
         );
         // IPv6: NDP to the solicited-node group once it is registered.
         let v6: Ipv6Addr = "fd00::1:2345:6789".parse().unwrap();
@@ -659,9 +676,67 @@ mod tests {
         arp.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
         arp.extend_from_slice(&[2, 0, 0, 0, 0, 1, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, 2]);
         assert_eq!(d.classify_and_lookup(&arp).1, ch(4));
-        // UDP to a port nobody listens on: default.
+        // UDP to a port nobody listens on: the host channel of the destination address
+        // (which answers with ICMP port unreachable); without the host entry, the default.
         let other = ipv4_frame(17, &[0x03, 0xe8, 0, 54, 0, 8, 0, 0]);
+        assert_eq!(d.classify_and_lookup(&other).1, ch(4));
+        d.remove_host(&LOCAL);
         assert_eq!(d.classify_and_lookup(&other).1, Verdict::Drop);
+    }
+
+    #[test]
+    fn host_catches_only_what_exact_and_listener_rules_leave() {
+        let mut d = Demux::new(DefaultAction::Pass);
+        d.insert_host(LOCAL, ChannelId(9));
+        let k = key(Proto::Tcp, 40000, LOCAL, 80);
+        // No listener at all: the host channel (the stack's RST responder).
+        assert_eq!(d.lookup_explained(&flow(k, SYN)), (ch(9), MatchKind::Host));
+        // A listener on another port changes nothing for this one.
+        d.insert_listener(
+            ListenerKey::new(Proto::Tcp, LOCAL, 443),
+            Listener::new(ChannelId(1)),
+        );
+        assert_eq!(d.lookup_explained(&flow(k, ACK)), (ch(9), MatchKind::Host));
+        // Nor does a UDP listener on the same port.
+        d.insert_listener(
+            ListenerKey::any(Proto::Udp, 80),
+            Listener::new(ChannelId(2)),
+        );
+        assert_eq!(d.lookup_explained(&flow(k, SYN)), (ch(9), MatchKind::Host));
+        // A wildcard listener, its SYN channel, a specific listener and an exact entry all
+        // take precedence over the host rule.
+        d.insert_listener(
+            ListenerKey::any(Proto::Tcp, 80),
+            Listener::new(ChannelId(3)).with_syn_channel(ChannelId(4)),
+        );
+        assert_eq!(
+            d.lookup_explained(&flow(k, ACK)),
+            (ch(3), MatchKind::WildcardListener)
+        );
+        assert_eq!(d.lookup_explained(&flow(k, SYN)), (ch(4), MatchKind::Syn));
+        d.insert_listener(
+            ListenerKey::new(Proto::Tcp, LOCAL, 80),
+            Listener::new(ChannelId(5)),
+        );
+        assert_eq!(
+            d.lookup_explained(&flow(k, SYN)),
+            (ch(5), MatchKind::Listener)
+        );
+        d.insert_flow(k, ChannelId(6));
+        assert_eq!(d.lookup_explained(&flow(k, ACK)), (ch(6), MatchKind::Exact));
+        // Back down the chain.
+        d.remove_flow(&k);
+        d.remove_listener(&ListenerKey::new(Proto::Tcp, LOCAL, 80));
+        d.remove_listener(&ListenerKey::any(Proto::Tcp, 80));
+        assert_eq!(d.lookup_explained(&flow(k, ACK)), (ch(9), MatchKind::Host));
+        // Other addresses, fragments and other protocols are not the host rule's.
+        let elsewhere = key(Proto::Tcp, 40000, OTHER_LOCAL, 80);
+        assert_eq!(
+            d.lookup_explained(&flow(elsewhere, SYN)),
+            (Verdict::Pass, MatchKind::Default)
+        );
+        assert_eq!(d.lookup(&Classification::Fragment), Verdict::Pass);
+        assert_eq!(d.lookup(&Classification::OtherIp(47)), Verdict::Pass);
     }
 
     #[test]

@@ -166,6 +166,10 @@ impl Model {
                         _ => hits.push((rank, Verdict::Channel(l.channel), kind)),
                     }
                 }
+                // Unclaimed UDP/TCP to a local address: that address's host channel.
+                if let Some((_, c)) = self.hosts.iter().find(|(h, _)| **h == key.dst) {
+                    hits.push((3, Verdict::Channel(*c), MatchKind::Host));
+                }
                 hits.sort_by_key(|h| h.0);
                 hits.first()
                     .map(|h| (h.1, h.2))
@@ -242,9 +246,15 @@ proptest! {
         let c = Classification::Flow { key, flags, offsets: Offsets::default() };
         let mut d = Demux::new(DefaultAction::Drop);
         prop_assert_eq!(d.lookup_explained(&c), (Verdict::Drop, MatchKind::Default));
-        // A host entry for the destination does not claim UDP/TCP.
+        // A host entry for the destination claims the UDP/TCP nobody else does (the stack
+        // that owns the address answers with a RST or an ICMP port unreachable) ...
         d.insert_host(key.dst, ChannelId(9));
-        prop_assert_eq!(d.lookup(&c), Verdict::Drop);
+        prop_assert_eq!(d.lookup_explained(&c), (Verdict::Channel(ChannelId(9)), MatchKind::Host));
+        // ... and a host entry for another address claims nothing.
+        if key.src != key.dst {
+            d.insert_host(key.src, ChannelId(8));
+            prop_assert_eq!(d.lookup(&c), Verdict::Channel(ChannelId(9)));
+        }
         d.insert_listener(ListenerKey::any(key.proto, key.dport), Listener::new(ChannelId(1)));
         prop_assert_eq!(d.lookup_explained(&c), (Verdict::Channel(ChannelId(1)), MatchKind::WildcardListener));
         let specific = ListenerKey::new(key.proto, key.dst, key.dport);
@@ -267,7 +277,9 @@ proptest! {
         d.remove_listener(&specific);
         prop_assert_eq!(d.lookup(&c), Verdict::Channel(ChannelId(1)));
         d.remove_listener(&ListenerKey::any(key.proto, key.dport));
-        prop_assert_eq!(d.lookup(&c), Verdict::Drop);
+        prop_assert_eq!(d.lookup_explained(&c), (Verdict::Channel(ChannelId(9)), MatchKind::Host));
         prop_assert_eq!(d.lookup(&Classification::Icmp { dst: key.dst, icmp_type: 8 }), Verdict::Channel(ChannelId(9)));
+        d.remove_host(&key.dst);
+        prop_assert_eq!(d.lookup_explained(&c), (Verdict::Drop, MatchKind::Default));
     }
 }

@@ -13,11 +13,15 @@
  *   (a) exact 5-tuple (flows)
  *   (b) TCP SYN without ACK whose matching listener has a syn_slot -> that slot
  *   (c) listener, destination address before the wildcard
- *   (d) ARP target / ICMP destination in hosts
+ *   (d) host: ARP target / ICMP destination in hosts, and UDP/TCP to an address in
+ *       hosts that (a) - (c) leave unclaimed (the stack owning the address answers a
+ *       closed port with a RST or an ICMP port unreachable)
  *   (e) the default action from config (XDP_PASS keeps ARP, ICMP, ssh on the kernel)
  * Non-first fragments, other IP protocols and other ethertypes take the default action.
- * In SOFT mode (SOFT-LRP) only L2/L3 are parsed: every frame whose destination address
- * (ARP target) is in hosts goes to config.soft_slot and userspace demultiplexes.
+ * In SOFT mode (SOFT-LRP) the same lookup only decides *whether* lrp claims the frame:
+ * every claimed frame goes to config.soft_slot (one shared socket) and userspace
+ * demultiplexes it into its NI channels; unclaimed frames take the default action, so the
+ * kernel keeps ARP, ICMP, ssh and every port lrp does not serve, in both modes alike.
  *
  * Malformed frames are dropped and counted by reason. Checksums are not verified here:
  * that is protocol work, done lazily by the receiver.
@@ -141,9 +145,17 @@ static __always_inline int lrp_default(struct lrp_global_stats *gs, __u32 deflt)
 	return deflt;
 }
 
-/* Early discard at the slot's gate, then redirect to the slot's socket. */
-static __always_inline int lrp_to_slot(struct lrp_global_stats *gs, __u32 slot, __u32 deflt)
+/*
+ * Early discard at the slot's gate, then redirect to the slot's socket. In SOFT mode the
+ * rule's slot only says that lrp claims the frame: it goes to the soft slot instead.
+ */
+static __always_inline int lrp_to_slot(struct lrp_global_stats *gs,
+				       const struct lrp_config *cfg, __u32 slot, __u32 deflt)
 {
+	if (cfg->mode == LRP_MODE_SOFT) {
+		gs->hit_soft++;
+		slot = cfg->soft_slot;
+	}
 	__u32 *gate = bpf_map_lookup_elem(&gates, &slot);
 	struct lrp_slot_stats *ss = bpf_map_lookup_elem(&slot_stats, &slot);
 
@@ -173,33 +185,25 @@ static __always_inline __u32 *lrp_host_lookup(__u8 family, const __u8 *addr16)
 	return bpf_map_lookup_elem(&hosts, &hk);
 }
 
-/* (d): ARP and ICMP to a registered local address. */
-static __always_inline int lrp_host_or_default(struct lrp_global_stats *gs, __u8 family,
+/* (d): ARP, ICMP and unclaimed UDP/TCP to a registered local address. */
+static __always_inline int lrp_host_or_default(struct lrp_global_stats *gs,
+					       const struct lrp_config *cfg, __u8 family,
 					       const __u8 *addr16, __u32 deflt)
 {
 	__u32 *slot = lrp_host_lookup(family, addr16);
 
 	if (slot) {
 		gs->hit_host++;
-		return lrp_to_slot(gs, *slot, deflt);
+		return lrp_to_slot(gs, cfg, *slot, deflt);
 	}
 	return lrp_default(gs, deflt);
 }
 
-/* SOFT-LRP: everything for a local address goes to one slot. */
-static __always_inline int lrp_soft(struct lrp_global_stats *gs, struct lrp_config *cfg,
-				    __u8 family, const __u8 *addr16, __u32 deflt)
-{
-	if (lrp_host_lookup(family, addr16)) {
-		gs->hit_soft++;
-		return lrp_to_slot(gs, cfg->soft_slot, deflt);
-	}
-	return lrp_default(gs, deflt);
-}
-
-/* (a) - (c), then the default. */
-static __always_inline int lrp_flow(struct lrp_global_stats *gs, const struct lrp_flow_key *fk,
-				    __u8 tcp_flags, __u32 deflt)
+/* (a) - (c), then (d) for the destination address, then the default. A listener entry
+ * without a plain slot (LRP_NO_SLOT: only a SYN channel) leaves its other segments to the
+ * default action, as lrp-net's facade does with lrp_core's Demux. */
+static __always_inline int lrp_flow(struct lrp_global_stats *gs, const struct lrp_config *cfg,
+				    const struct lrp_flow_key *fk, __u8 tcp_flags, __u32 deflt)
 {
 	struct lrp_listener_key lk;
 	struct lrp_listener *l;
@@ -207,7 +211,7 @@ static __always_inline int lrp_flow(struct lrp_global_stats *gs, const struct lr
 
 	if (slot) {
 		gs->hit_exact++;
-		return lrp_to_slot(gs, *slot, deflt);
+		return lrp_to_slot(gs, cfg, *slot, deflt);
 	}
 
 	__builtin_memset(&lk, 0, sizeof(lk));
@@ -221,18 +225,18 @@ static __always_inline int lrp_flow(struct lrp_global_stats *gs, const struct lr
 		lk.family = LRP_FAMILY_ANY;
 		l = bpf_map_lookup_elem(&listeners, &lk);
 		if (!l)
-			return lrp_default(gs, deflt);
+			return lrp_host_or_default(gs, cfg, fk->family, fk->dst, deflt);
 	}
 	if (fk->proto == IPPROTO_TCP &&
 	    (tcp_flags & (TCP_FLAG_SYN_ | TCP_FLAG_ACK_)) == TCP_FLAG_SYN_ &&
 	    l->syn_slot != LRP_NO_SLOT) {
 		gs->hit_syn++;
-		return lrp_to_slot(gs, l->syn_slot, deflt);
+		return lrp_to_slot(gs, cfg, l->syn_slot, deflt);
 	}
 	if (l->slot == LRP_NO_SLOT)
 		return lrp_default(gs, deflt);
 	gs->hit_listener++;
-	return lrp_to_slot(gs, l->slot, deflt);
+	return lrp_to_slot(gs, cfg, l->slot, deflt);
 }
 
 /*
@@ -298,9 +302,6 @@ static __always_inline int lrp_ipv4(void *data, void *data_end, __u32 l3,
 	__builtin_memcpy(fk.src, &ip->saddr, 4);
 	__builtin_memcpy(fk.dst, &ip->daddr, 4);
 
-	if (cfg->mode == LRP_MODE_SOFT)
-		return lrp_soft(gs, cfg, LRP_FAMILY_V4, fk.dst, deflt);
-
 	__u16 frag = bpf_ntohs(ip->frag_off);
 	if (frag & 0x1fff) {
 		gs->fragments++;
@@ -313,7 +314,7 @@ static __always_inline int lrp_ipv4(void *data, void *data_end, __u32 l3,
 	if (proto == IPPROTO_ICMP) {
 		if (l3_end - l4 < 4)
 			return lrp_malformed(gs, LRP_MAL_TRUNCATED_L4);
-		return lrp_host_or_default(gs, LRP_FAMILY_V4, fk.dst, deflt);
+		return lrp_host_or_default(gs, cfg, LRP_FAMILY_V4, fk.dst, deflt);
 	}
 	if (proto != IPPROTO_UDP && proto != IPPROTO_TCP)
 		return lrp_default(gs, deflt);
@@ -321,7 +322,7 @@ static __always_inline int lrp_ipv4(void *data, void *data_end, __u32 l3,
 			     &tcp_flags);
 	if (r != LRP_L4_OK)
 		return lrp_malformed(gs, r);
-	return lrp_flow(gs, &fk, tcp_flags, deflt);
+	return lrp_flow(gs, cfg, &fk, tcp_flags, deflt);
 }
 
 static __always_inline int lrp_ipv6(void *data, void *data_end, __u32 l3,
@@ -344,9 +345,6 @@ static __always_inline int lrp_ipv6(void *data, void *data_end, __u32 l3,
 	fk.family = LRP_FAMILY_V6;
 	__builtin_memcpy(fk.src, &ip6->saddr, 16);
 	__builtin_memcpy(fk.dst, &ip6->daddr, 16);
-
-	if (cfg->mode == LRP_MODE_SOFT)
-		return lrp_soft(gs, cfg, LRP_FAMILY_V6, fk.dst, deflt);
 
 	/* Extension headers, as lrp_core::wire::ipv6::walk_ext_headers: hop-by-hop only
 	 * first, at most one fragment header, at most LRP_IPV6_EXT_MAX headers, each inside
@@ -394,14 +392,14 @@ static __always_inline int lrp_ipv6(void *data, void *data_end, __u32 l3,
 	if (nh == IPPROTO_ICMPV6_) {
 		if (l3_end - off < 4)
 			return lrp_malformed(gs, LRP_MAL_TRUNCATED_L4);
-		return lrp_host_or_default(gs, LRP_FAMILY_V6, fk.dst, deflt);
+		return lrp_host_or_default(gs, cfg, LRP_FAMILY_V6, fk.dst, deflt);
 	}
 	if (nh != IPPROTO_UDP && nh != IPPROTO_TCP)
 		return lrp_default(gs, deflt);
 	int r = lrp_parse_l4(data, data_end, off, l3_end, nh, first_frag, &fk, &tcp_flags);
 	if (r != LRP_L4_OK)
 		return lrp_malformed(gs, r);
-	return lrp_flow(gs, &fk, tcp_flags, deflt);
+	return lrp_flow(gs, cfg, &fk, tcp_flags, deflt);
 }
 
 static __always_inline int lrp_arp(void *data, void *data_end, __u32 l3,
@@ -418,9 +416,7 @@ static __always_inline int lrp_arp(void *data, void *data_end, __u32 l3,
 		return lrp_malformed(gs, LRP_MAL_BAD_ARP);
 	__builtin_memset(target, 0, sizeof(target));
 	__builtin_memcpy(target, arp->tpa, 4);
-	if (cfg->mode == LRP_MODE_SOFT)
-		return lrp_soft(gs, cfg, LRP_FAMILY_V4, target, deflt);
-	return lrp_host_or_default(gs, LRP_FAMILY_V4, target, deflt);
+	return lrp_host_or_default(gs, cfg, LRP_FAMILY_V4, target, deflt);
 }
 
 SEC("xdp")

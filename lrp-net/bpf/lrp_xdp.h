@@ -25,6 +25,9 @@
 #define LRP_MAX_LISTENERS 1024
 #define LRP_MAX_HOSTS 64
 
+/* Receive queues the dispatcher (lrp_dispatch.c) can hand to a demux program. */
+#define LRP_MAX_QUEUES 64
+
 /* "No channel" in a listener entry. */
 #define LRP_NO_SLOT 0xffffffffu
 
@@ -35,7 +38,7 @@
 
 /* config.mode */
 #define LRP_MODE_NI 0   /* NI-LRP: the program demultiplexes to per-endpoint slots */
-#define LRP_MODE_SOFT 1 /* SOFT-LRP: frames for our addresses go to soft_slot */
+#define LRP_MODE_SOFT 1 /* SOFT-LRP: every frame a rule claims goes to soft_slot */
 
 /* Number of malformed-frame reasons. The order is lrp_core::flow::Malformed::ALL. */
 #define LRP_MALFORMED_REASONS 11
@@ -57,7 +60,7 @@ enum lrp_malformed {
 struct lrp_config {
 	__u32 mode;           /* LRP_MODE_* */
 	__u32 default_action; /* XDP_DROP (1) drops; anything else passes (XDP_PASS) */
-	__u32 soft_slot;      /* SOFT mode: the slot every frame for our addresses goes to */
+	__u32 soft_slot;      /* SOFT mode: the slot every claimed frame goes to */
 	__u32 reserved;       /* zero */
 };
 
@@ -90,7 +93,8 @@ struct lrp_listener {
 	__u32 syn_slot;
 };
 
-/* hosts: a local address (ARP target / ICMP destination / SOFT-mode destination) -> slot.
+/* hosts: a local address (ARP target / ICMP destination / destination of UDP/TCP that no
+ * flow or listener claims) -> slot.
  * IPv6 neighbor solicitations go to the solicited-node multicast address: register it too. */
 struct lrp_host_key {
 	__u8 addr[16];
@@ -117,7 +121,7 @@ struct lrp_global_stats {
 	__u64 hit_syn;
 	__u64 hit_listener;
 	__u64 hit_host;
-	__u64 hit_soft;
+	__u64 hit_soft; /* SOFT mode: claimed frames sent to soft_slot (counted with the rule) */
 	__u64 fragments; /* non-first IP fragments (no ports: they take the default action) */
 };
 

@@ -1,6 +1,6 @@
 //! The seam between the NIC facade ([`Nic`](crate::Nic), [`Channel`](crate::Channel)) and
-//! a NIC backend: the simulated NIC ([`crate::sim`]) today, the AF_XDP layer
-//! ([`crate::xdp`]) next.
+//! a NIC backend: the simulated NIC ([`crate::sim`]) and the AF_XDP backend
+//! (`xdp/backend.rs`, behind [`Nic::open`](crate::Nic::open)).
 //!
 //! A backend owns the rings between the [`FramePool`] and the NIC and moves chunk
 //! addresses through them; the facade owns the demux table, the endpoints, the LRP
@@ -22,15 +22,19 @@
 //! # What a backend provides, by mode
 //!
 //! * **SOFT-LRP and EAGER** — one shared RX queue per (interface, queue): [`rx_burst`],
-//!   [`rx_readiness`]. In AF_XDP that is one XSK socket whose XDP program redirects every
-//!   frame of the queue to it (or, better, every frame addressed to a local address the
-//!   stack owns, passing the rest with `XDP_PASS`). The facade demultiplexes.
+//!   [`rx_readiness`]. In AF_XDP that is one XSK socket to which the XDP program
+//!   redirects every frame some rule claims, passing the rest with `XDP_PASS`. The
+//!   facade demultiplexes.
 //! * **NI-LRP** — the NIC demultiplexes: [`ni_open`] creates a per-channel receive queue
 //!   ([`NiQueue`]: in AF_XDP an XSK socket bound with `XDP_SHARED_UMEM` to the same
 //!   queue, its own RX ring, an XSKMAP slot and a gate entry), and the `sync_*` calls
 //!   mirror the facade's demux tables into the NIC (BPF hash maps keyed like
 //!   [`Demux`](lrp_core::demux::Demux)'s tables). A listener entry whose `channel` is
 //!   [`NO_CHANNEL`] has only a SYN channel: its other traffic takes the default action.
+//!   The facade mirrors its tables in every mode (a backend whose NIC does not
+//!   demultiplex may ignore them; the AF_XDP backend uses them in SOFT-LRP and EAGER too,
+//!   to tell claimed frames from the kernel's). A failed `sync_*` (a full BPF map) fails
+//!   the facade call that made it, which leaves its tables unchanged.
 //!   The gate of a channel closes at 3/4 of its ring and reopens at 1/4
 //!   ([`lrp_core::channel::Gate`]); the NIC drops frames for a closed gate before copying
 //!   them and counts them per channel.
@@ -74,10 +78,6 @@ pub(crate) enum Readiness<'a> {
     Notifier(&'a Notifier),
     /// Signalled by the kernel, level-triggered: `POLLIN` while the queue is non-empty (an
     /// AF_XDP socket fd). Polling it also kicks the driver when the ring needs a wake-up.
-    #[allow(
-        dead_code,
-        reason = "constructed by the AF_XDP backend, which is not wired yet"
-    )]
     Fd(BorrowedFd<'a>),
 }
 
@@ -107,7 +107,8 @@ pub struct BackendStats {
     pub rx_no_buffer: u64,
     /// SOFT-LRP/EAGER: frames dropped because the shared RX ring was full.
     pub rx_ring_full: u64,
-    /// Frames too large for a chunk (dropped by the NIC).
+    /// Frames too large for a chunk (dropped by the NIC). AF_XDP: the sockets'
+    /// `rx_dropped`, which also counts frames the kernel found no buffer for.
     pub rx_oversized: u64,
     /// NI-LRP: frames dropped at a closed gate, all channels together.
     pub gate_drops: u64,
@@ -119,8 +120,13 @@ pub struct BackendStats {
     /// action is to drop (or their channel had just been closed).
     pub xdp_drop_unmatched: u64,
     /// Frames handed to the host kernel (`XDP_PASS` in NI-LRP, `pass_to_kernel` in the
-    /// other modes).
+    /// other modes; AF_XDP: `XDP_PASS` in every mode).
     pub to_kernel: u64,
+    /// Frames the software demux would hand to the host kernel but the backend cannot:
+    /// AF_XDP has no way to give a frame back to the kernel's stack once it is in a
+    /// socket, so these are dropped. The XDP program passes unclaimed frames before they
+    /// reach a socket; this counts only frames whose rule went away while they waited.
+    pub to_kernel_dropped: u64,
     /// Frames transmitted on the wire.
     pub tx_frames: u64,
     /// Bytes transmitted on the wire.
@@ -179,13 +185,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
     // ---- NI-LRP: the NIC's demux tables and per-channel queues --------------------------
 
     /// Mirror an exact-table entry (`None`: remove it).
-    fn sync_flow(&self, key: &FlowKey, channel: Option<ChannelId>);
+    fn sync_flow(&self, key: &FlowKey, channel: Option<ChannelId>) -> Result<()>;
     /// Mirror a listener-table entry (`None`: remove it).
-    fn sync_listener(&self, key: &ListenerKey, listener: Option<Listener>);
+    fn sync_listener(&self, key: &ListenerKey, listener: Option<Listener>) -> Result<()>;
     /// Mirror a host-table entry (`None`: remove it).
-    fn sync_host(&self, addr: &IpAddr, channel: Option<ChannelId>);
+    fn sync_host(&self, addr: &IpAddr, channel: Option<ChannelId>) -> Result<()>;
     /// Mirror the default action.
-    fn sync_default(&self, action: DefaultAction);
+    fn sync_default(&self, action: DefaultAction) -> Result<()>;
 
     /// Open the receive queue of channel `id` with room for `capacity` frames (a power of
     /// two). Called before any rule names `id`.
@@ -218,8 +224,11 @@ pub(crate) trait NiQueue: Send + Sync {
     /// How a waiter learns that the ring became non-empty.
     fn readiness(&self) -> Readiness<'_>;
     /// Re-evaluate the gate from the ring's occupancy and publish a change to the NIC
-    /// (called by the poll step for every channel, and after receiving).
-    fn observe_gate(&self);
+    /// (called by the poll step for every channel, and after receiving). Returns whether
+    /// the channel needs watching: its gate is open while frames wait in its ring, so it
+    /// may have to close before the ring fills (a NIC that evaluates gates itself on
+    /// every frame never needs it).
+    fn observe_gate(&self) -> bool;
     /// How many times the gate closed.
     fn gate_closings(&self) -> u64;
     /// Drops counted by the NIC for this channel.

@@ -4,6 +4,7 @@ use std::io;
 
 use crate::nic::Rule;
 use crate::pool::{CapacityError, PoolError};
+use crate::xdp::XdpError;
 
 /// Result of the NIC and channel API.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -47,6 +48,12 @@ pub enum Error {
     /// The feature is not available yet (the message says what and where it will live).
     #[error("unsupported: {0}")]
     Unsupported(&'static str),
+    /// The AF_XDP layer failed: missing privilege (it names the capability), no such
+    /// interface, XDP mode not supported, MTU too large for a frame, locked-memory
+    /// limit, queue busy with another UMEM, a full BPF map, ... The [`XdpError`] says
+    /// which, and what to do about it.
+    #[error(transparent)]
+    Xdp(#[from] XdpError),
     /// A system call failed.
     #[error(transparent)]
     Io(#[from] io::Error),

@@ -72,6 +72,12 @@ use crate::{soft, sys};
 /// signal), or another thread holds the poll-step lock.
 const SERVICE_SLICE: Duration = Duration::from_millis(1);
 
+/// NI-LRP: how long a blocked waiter sleeps before re-running the poll step while some
+/// channel's ring fills with its gate open (its owner is not reading). The NIC fills
+/// rings without telling anybody; the gate closes only when a thread looks, and it must
+/// look before the last quarter of the ring fills (a 256-frame ring at 0.3 Mpps: 200 µs).
+const GATE_SLICE: Duration = Duration::from_micros(100);
+
 /// Largest NI-LRP channel ring (AF_XDP rings are powers of two; this bounds memory).
 const MAX_NI_RING: usize = 1 << 16;
 
@@ -579,6 +585,8 @@ pub(crate) struct NicInner {
     step: Mutex<Vec<Frame>>,
     /// The last refill could not fill the fill ring (the pool is exhausted).
     starving: AtomicBool,
+    /// NI-LRP: at the last step some channel had frames waiting behind an open gate.
+    watch_gates: AtomicBool,
 }
 
 impl NicInner {
@@ -615,11 +623,13 @@ impl NicInner {
         let n = match &self.path {
             RxPath::Ni => {
                 let table = self.read_table();
+                let mut watch = false;
                 for ch in table.channels.iter().flatten() {
                     if let Some(q) = &ch.ni {
-                        q.observe_gate();
+                        watch |= q.observe_gate();
                     }
                 }
+                self.watch_gates.store(watch, Ordering::Relaxed);
                 0
             }
             RxPath::Soft => soft::demux_step(self, scratch, budget),
@@ -678,18 +688,65 @@ impl Nic {
         Ok((nic, SimPeer::new(backend)))
     }
 
-    /// Open queue `config.queue` of interface `ifname` with AF_XDP.
+    /// Open queue [`config.queue`](NicConfig::queue) of interface `ifname` with AF_XDP.
     ///
-    /// Not wired yet: the AF_XDP layer ([`crate::xdp`]: UMEM over this crate's
-    /// [`FramePool`], XSK sockets, the XDP program and its loader) is being written, and
-    /// will plug in here as a backend (see the crate's `backend` module for the contract).
-    /// Until then this returns [`Error::Unsupported`]; use [`Nic::sim`].
+    /// **Call it on a thread in the interface's network namespace** (interface names and
+    /// AF_XDP sockets are per namespace). The returned `Nic` and its channels may then be
+    /// used from any thread; channels opened later from a thread in another namespace
+    /// create their sockets in the NIC's namespace (which needs `CAP_SYS_ADMIN`).
+    ///
+    /// What it sets up (see [`crate::xdp`]): a [`FramePool`] of `frame_count` frames whose
+    /// area is the AF_XDP UMEM, the fill/completion rings of the queue (sized to hold every
+    /// frame), a TX socket, the demux program with this NIC's maps and, for
+    /// [`Mode::SoftLrp`] and [`Mode::Eager`], the shared RX socket. In [`Mode::NiLrp`]
+    /// every [`channel`](Self::channel) gets its own socket (RX ring of the channel's
+    /// capacity) and gate. The program is attached to the interface in
+    /// [`NicConfig::attach`] mode through a per-interface dispatcher: one `Nic` per
+    /// queue, any number of queues of one interface in one process. Frames that no rule
+    /// claims take [`NicConfig::default_action`] in the program (`Pass`: the kernel keeps
+    /// ARP, ICMP, ssh and every port lrp does not serve). Dropping the last `Nic` handle
+    /// and channel of an interface detaches the program (a BPF link: also when the
+    /// process dies).
+    ///
+    /// # A multi-queue interface
+    ///
+    /// A NIC serves one queue; frames that arrive on other queues go to the kernel. To
+    /// serve every queue, open one `Nic` per queue (each with its own pool and channels,
+    /// typically one worker thread per queue) with the same rules on each: the hardware
+    /// (RSS) picks the queue of each flow, and the flow's channel on that queue receives
+    /// it. On veth, the receive queue of a frame is the sender's transmit queue (driver
+    /// mode), which the sender's kernel picks per flow. Alternatively steer the traffic
+    /// lrp serves to one queue (`ethtool -N`) or use one queue (`ethtool -L`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a bad configuration (a frame area that is not a
+    /// whole number of pages: with 2048-byte frames the count must be even);
+    /// [`Error::Pool`] if the frame area cannot be mapped; otherwise [`Error::Xdp`] with
+    /// the AF_XDP layer's reason and what to do about it: missing privileges
+    /// ([`XdpError::PermissionDenied`](crate::xdp::XdpError::PermissionDenied) names the
+    /// capability), no such interface in this thread's namespace, XDP not supported in the
+    /// requested mode (or driver mode refused at this MTU), an MTU larger than a frame can
+    /// receive, the locked-memory limit, a queue already bound by another UMEM (EBUSY:
+    /// another `Nic` or program on this queue), another XDP program on the interface.
+    ///
+    /// ```no_run
+    /// use lrp_net::{Mode, Nic, NicConfig, Rule, XdpAttach};
+    /// use lrp_core::flow::Proto;
+    ///
+    /// let config = NicConfig::default().mode(Mode::NiLrp).attach(XdpAttach::Skb);
+    /// let nic = Nic::open("eth0", config)?;
+    /// let dns = nic.channel(Rule::listener(Proto::Udp, None, 53), 1024)?;
+    /// while let Some(frame) = dns.recv() {
+    ///     // parse, answer in place, transmit ...
+    /// #   drop(frame);
+    /// }
+    /// # Ok::<(), lrp_net::Error>(())
+    /// ```
     pub fn open(ifname: &str, config: NicConfig) -> Result<Nic> {
         config.validate()?;
-        let _ = ifname;
-        Err(Error::Unsupported(
-            "the AF_XDP backend is not wired into Nic::open yet; use Nic::sim",
-        ))
+        let backend = crate::xdp::backend::open(ifname, &config)?;
+        Nic::from_backend(config, Arc::new(backend))
     }
 
     /// Build a NIC over a backend: the seam where a real backend plugs in.
@@ -701,9 +758,7 @@ impl Nic {
             Mode::SoftLrp => RxPath::Soft,
             Mode::Eager => RxPath::Eager(Box::new(EagerPipeline::new(config.eager_queue as usize))),
         };
-        if config.mode == Mode::NiLrp {
-            backend.sync_default(config.default_action);
-        }
+        backend.sync_default(config.default_action)?;
         let full = backend.refill();
         let inner = NicInner {
             table: RwLock::new(Table {
@@ -719,6 +774,7 @@ impl Nic {
             rx_frames: AtomicU64::new(0),
             step: Mutex::new(Vec::with_capacity(config.batch)),
             starving: AtomicBool::new(!full),
+            watch_gates: AtomicBool::new(false),
             config,
         };
         Ok(Nic {
@@ -809,7 +865,14 @@ impl Nic {
             table.channels.resize_with(slot + 1, || None);
         }
         table.channels[slot] = Some(Arc::clone(&shared));
-        self.install(&mut table, &shared, rule);
+        if let Err(e) = self.install(&mut table, &shared, rule) {
+            table.channels[slot] = None;
+            table.endpoints.remove(id);
+            if shared.ni.is_some() {
+                inner.backend.ni_close(id);
+            }
+            return Err(e);
+        }
         drop(table);
         Ok(Channel {
             nic: self.clone(),
@@ -838,13 +901,19 @@ impl Nic {
     /// `timeout` (`None`: no limit). Returns whether frames are pending. For a dedicated
     /// poll thread in SOFT-LRP or EAGER: `loop { nic.wait_rx(None)?; nic.poll_rx(64); }`.
     /// While the pool is exhausted it returns after at most 1 ms, so that the loop's poll
-    /// step refills the fill ring as frames are freed. In NI-LRP there is no shared ring: the call
-    /// sleeps for `timeout` (or 1 ms if `None`) and returns `false`, which paces a service
-    /// loop that keeps the fill ring full and the gates current.
+    /// step refills the fill ring as frames are freed. In NI-LRP there is no shared ring:
+    /// the call sleeps for `timeout` (or 1 ms if `None`), at most 100 µs while some
+    /// channel's ring fills behind an open gate, and returns `false`, which paces a
+    /// service loop that keeps the fill ring full and the gates current.
     pub fn wait_rx(&self, timeout: Option<Duration>) -> Result<bool> {
         let inner = &self.inner;
         if inner.config.mode == Mode::NiLrp {
-            std::thread::sleep(timeout.unwrap_or(SERVICE_SLICE));
+            let slice = if inner.watch_gates.load(Ordering::Relaxed) {
+                GATE_SLICE
+            } else {
+                SERVICE_SLICE
+            };
+            std::thread::sleep(timeout.map_or(slice, |t| t.min(slice)));
             return Ok(false);
         }
         let deadline = deadline(timeout);
@@ -873,13 +942,13 @@ impl Nic {
         }
     }
 
-    /// Change the action for frames no rule claims.
-    pub fn set_default_action(&self, action: DefaultAction) {
+    /// Change the action for frames no rule claims. Fails only if the NIC refuses the
+    /// update (AF_XDP: the BPF map write failed), leaving the action unchanged.
+    pub fn set_default_action(&self, action: DefaultAction) -> Result<()> {
         let mut table = self.inner.write_table();
+        self.inner.backend.sync_default(action)?;
         table.demux.set_default_action(action);
-        if self.mode() == Mode::NiLrp {
-            self.inner.backend.sync_default(action);
-        }
+        Ok(())
     }
 
     /// Statistics of the NIC as a whole.
@@ -939,33 +1008,32 @@ impl Nic {
         }
     }
 
-    /// Install `rule` for channel `ch` (the caller checked that it is free).
-    fn install(&self, table: &mut Table, ch: &ChannelShared, rule: Rule) {
-        let ni = self.mode() == Mode::NiLrp;
+    /// Install `rule` for channel `ch` (the caller checked that it is free): in the NIC
+    /// first, then in the facade's tables. If the NIC refuses it (a full BPF map), nothing
+    /// changes and the error is returned.
+    fn install(&self, table: &mut Table, ch: &ChannelShared, rule: Rule) -> Result<()> {
         let backend = &self.inner.backend;
         match rule {
             Rule::Exact(key) => {
+                backend.sync_flow(&key, Some(ch.id))?;
                 table.demux.insert_flow(key, ch.id);
-                if ni {
-                    backend.sync_flow(&key, Some(ch.id));
+            }
+            Rule::Listener(key) | Rule::Syn(key) => {
+                let mut slots = table.listeners.get(&key).copied().unwrap_or_default();
+                if matches!(rule, Rule::Syn(_)) {
+                    slots.syn = Some(ch.id);
+                } else {
+                    slots.plain = Some(ch.id);
                 }
-            }
-            Rule::Listener(key) => {
-                table.listeners.entry(key).or_default().plain = Some(ch.id);
-                self.apply_listener(table, key);
-            }
-            Rule::Syn(key) => {
-                table.listeners.entry(key).or_default().syn = Some(ch.id);
-                self.apply_listener(table, key);
+                self.apply_listener(table, key, slots)?;
             }
             Rule::Host(addr) => {
+                backend.sync_host(&addr, Some(ch.id))?;
                 table.demux.insert_host(addr, ch.id);
-                if ni {
-                    backend.sync_host(&addr, Some(ch.id));
-                }
             }
         }
         lock(&ch.rules).push(rule);
+        Ok(())
     }
 
     /// Remove `rule` of channel `ch` from the tables. Returns whether `ch` owned it.
@@ -973,56 +1041,71 @@ impl Nic {
         if rule_owner(table, rule) != Some(ch.id) {
             return false;
         }
-        let ni = self.mode() == Mode::NiLrp;
+        // Removing (or shrinking) an entry does not fail in practice; if the NIC refuses,
+        // its stale entry names a channel that is going away, whose frames then take the
+        // default action there. The facade's tables are updated regardless.
         let backend = &self.inner.backend;
-        match *rule {
+        let synced = match *rule {
             Rule::Exact(key) => {
                 table.demux.remove_flow(&key);
-                if ni {
-                    backend.sync_flow(&key, None);
-                }
+                backend.sync_flow(&key, None)
             }
             Rule::Listener(key) | Rule::Syn(key) => {
-                if let Some(slots) = table.listeners.get_mut(&key) {
-                    if matches!(rule, Rule::Syn(_)) {
-                        slots.syn = None;
-                    } else {
-                        slots.plain = None;
-                    }
+                let mut slots = table.listeners.get(&key).copied().unwrap_or_default();
+                if matches!(rule, Rule::Syn(_)) {
+                    slots.syn = None;
+                } else {
+                    slots.plain = None;
                 }
-                self.apply_listener(table, key);
+                let synced = self.apply_listener(table, key, slots);
+                if synced.is_err() {
+                    Self::set_listener(table, key, slots);
+                }
+                synced
             }
             Rule::Host(addr) => {
                 table.demux.remove_host(&addr);
-                if ni {
-                    backend.sync_host(&addr, None);
-                }
+                backend.sync_host(&addr, None)
             }
+        };
+        if let Err(e) = synced {
+            log::warn!("removing rule {rule:?} from the NIC failed: {e}");
         }
         lock(&ch.rules).retain(|r| r != rule);
         true
     }
 
-    /// Rewrite the demux's listener entry for `key` from the bookkeeping.
-    fn apply_listener(&self, table: &mut Table, key: ListenerKey) {
-        let slots = table.listeners.get(&key).copied().unwrap_or_default();
-        let entry = match (slots.plain, slots.syn) {
-            (None, None) => {
+    /// The demux entry for a listener key with these channels (`None`: no entry).
+    fn listener_entry(slots: ListenerSlots) -> Option<Listener> {
+        match (slots.plain, slots.syn) {
+            (None, None) => None,
+            (plain, syn) => Some(Listener {
+                channel: plain.unwrap_or(NO_CHANNEL),
+                syn_channel: syn,
+            }),
+        }
+    }
+
+    /// Set the listener entry for `key` to `slots`: in the NIC, then (if it accepted) in
+    /// the facade's bookkeeping and demux.
+    fn apply_listener(&self, table: &mut Table, key: ListenerKey, slots: ListenerSlots) -> Result<()> {
+        self.inner
+            .backend
+            .sync_listener(&key, Self::listener_entry(slots))?;
+        Self::set_listener(table, key, slots);
+        Ok(())
+    }
+
+    fn set_listener(table: &mut Table, key: ListenerKey, slots: ListenerSlots) {
+        match Self::listener_entry(slots) {
+            None => {
                 table.listeners.remove(&key);
                 table.demux.remove_listener(&key);
-                None
             }
-            (plain, syn) => {
-                let listener = Listener {
-                    channel: plain.unwrap_or(NO_CHANNEL),
-                    syn_channel: syn,
-                };
+            Some(listener) => {
+                table.listeners.insert(key, slots);
                 table.demux.insert_listener(key, listener);
-                Some(listener)
             }
-        };
-        if self.mode() == Mode::NiLrp {
-            self.inner.backend.sync_listener(&key, entry);
         }
     }
 
@@ -1182,8 +1265,7 @@ impl Channel {
         if rule_owner(&table, &rule).is_some() {
             return Err(Error::RuleInUse(rule));
         }
-        self.nic.install(&mut table, &self.shared, rule);
-        Ok(())
+        self.nic.install(&mut table, &self.shared, rule)
     }
 
     /// Remove one of this channel's rules. Returns whether the channel had it.
@@ -1330,6 +1412,11 @@ impl Channel {
             if rx_busy || inner.starving.load(Ordering::Relaxed) {
                 wait = Some(wait.map_or(SERVICE_SLICE, |w| w.min(SERVICE_SLICE)));
             }
+            // NI-LRP: another channel's ring is filling behind an open gate (its owner is
+            // not reading); wake up soon to run the step that closes it.
+            if !shared_rx && inner.watch_gates.load(Ordering::Relaxed) {
+                wait = Some(wait.map_or(GATE_SLICE, |w| w.min(GATE_SLICE)));
+            }
             match (&rx, rx_busy) {
                 (Some(rx), false) => sys::poll_readable(&[own.fd(), rx.fd()], wait)?,
                 _ => sys::poll_readable(&[own.fd()], wait)?,
@@ -1471,9 +1558,10 @@ mod tests {
         ));
         let bad = NicConfig::default().frame_size(1000);
         assert!(matches!(Nic::sim(SimConfig::new(bad)), Err(Error::Pool(_))));
+        // 2048-byte frames must come in pairs (the UMEM is a whole number of pages).
         assert!(matches!(
-            Nic::open("lo", NicConfig::default()),
-            Err(Error::Unsupported(_))
+            Nic::open("lo", NicConfig::default().frame_count(1001)),
+            Err(Error::InvalidConfig(_))
         ));
     }
 

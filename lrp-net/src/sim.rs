@@ -391,32 +391,39 @@ impl Backend for SimBackend {
         self.to_kernel(&frame);
     }
 
-    fn sync_flow(&self, key: &FlowKey, channel: Option<ChannelId>) {
+    // The simulated NIC demultiplexes only in NI-LRP; in the other modes every frame goes
+    // to the shared ring and its copy of the tables is simply not consulted.
+
+    fn sync_flow(&self, key: &FlowKey, channel: Option<ChannelId>) -> Result<()> {
         let mut maps = self.maps_mut();
         match channel {
             Some(id) => maps.demux.insert_flow(*key, id),
             None => maps.demux.remove_flow(key),
         };
+        Ok(())
     }
 
-    fn sync_listener(&self, key: &ListenerKey, listener: Option<Listener>) {
+    fn sync_listener(&self, key: &ListenerKey, listener: Option<Listener>) -> Result<()> {
         let mut maps = self.maps_mut();
         match listener {
             Some(l) => maps.demux.insert_listener(*key, l),
             None => maps.demux.remove_listener(key),
         };
+        Ok(())
     }
 
-    fn sync_host(&self, addr: &IpAddr, channel: Option<ChannelId>) {
+    fn sync_host(&self, addr: &IpAddr, channel: Option<ChannelId>) -> Result<()> {
         let mut maps = self.maps_mut();
         match channel {
             Some(id) => maps.demux.insert_host(*addr, id),
             None => maps.demux.remove_host(addr),
         };
+        Ok(())
     }
 
-    fn sync_default(&self, action: DefaultAction) {
+    fn sync_default(&self, action: DefaultAction) -> Result<()> {
         self.maps_mut().demux.set_default_action(action);
+        Ok(())
     }
 
     fn ni_open(&self, id: ChannelId, capacity: usize) -> Result<Arc<dyn NiQueue>> {
@@ -475,6 +482,7 @@ impl Backend for SimBackend {
             xdp_drop_malformed: c.xdp_drop_malformed.load(Relaxed),
             xdp_drop_unmatched: c.xdp_drop_unmatched.load(Relaxed),
             to_kernel: c.to_kernel.load(Relaxed),
+            to_kernel_dropped: 0,
             tx_frames: c.tx_frames.load(Relaxed),
             tx_bytes: c.tx_bytes.load(Relaxed),
             tx_ring_full: c.tx_ring_full.load(Relaxed),
@@ -524,8 +532,10 @@ impl NiQueue for SimNiQueue {
         Readiness::Notifier(&self.notifier)
     }
 
-    fn observe_gate(&self) {
+    fn observe_gate(&self) -> bool {
         self.ring.gate().observe(self.ring.len());
+        // The simulated NIC re-evaluates the gate on every frame it queues.
+        false
     }
 
     fn gate_closings(&self) -> u64 {
@@ -859,7 +869,7 @@ mod tests {
         assert!(peer.inject(&udp(7)));
         assert!(!peer.inject(&udp(8)), "unmatched, default drop");
         assert!(!peer.inject(&[0u8; 10]), "malformed");
-        nic.set_default_action(DefaultAction::Pass);
+        nic.set_default_action(DefaultAction::Pass).unwrap();
         assert!(peer.inject(&udp(8)), "passed to the kernel");
         let s = peer.stats();
         assert_eq!(

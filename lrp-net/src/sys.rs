@@ -76,17 +76,26 @@ pub(crate) fn poll_readable(
             revents: 0,
         })
         .collect();
-    let ms: libc::c_int = match timeout {
-        None => -1,
-        // Round up so a short timeout does not become a busy 0 ms poll.
-        Some(t) => t
-            .as_nanos()
-            .div_ceil(1_000_000)
-            .min(libc::c_int::MAX as u128) as libc::c_int,
-    };
+    // `ppoll` rather than `poll`: sub-millisecond timeouts (NI-LRP's gate watch) must not
+    // round up to a whole millisecond.
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(libc::time_t::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: `pfds` is a live, correctly sized array of pollfd for the duration of the
-    // call; the descriptors are borrowed, hence open.
-    let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    // call; the descriptors are borrowed, hence open; `ts_ptr` is null or points to a live
+    // timespec; a null signal mask leaves the mask unchanged (as `poll`).
+    let rc = unsafe {
+        libc::ppoll(
+            pfds.as_mut_ptr(),
+            pfds.len() as libc::nfds_t,
+            ts_ptr,
+            std::ptr::null(),
+        )
+    };
     if rc < 0 {
         let err = io::Error::last_os_error();
         if err.kind() == io::ErrorKind::Interrupted {

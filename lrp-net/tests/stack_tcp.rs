@@ -205,7 +205,7 @@ fn syns_beyond_the_backlog_are_dropped_and_counted() {
 }
 
 #[test]
-fn strays_get_a_reset_and_closed_ports_are_not_ours() {
+fn strays_get_a_reset_and_closed_ports_too() {
     let (stack, sim) = stack(Mode::SoftLrp);
     let listener = stack.tcp_listen("10.0.0.2:80".parse().unwrap(), 4).unwrap();
     // An ACK for a connection the listener never saw.
@@ -219,12 +219,21 @@ fn strays_get_a_reset_and_closed_ports_are_not_ours() {
         (80, 5000, true),
         "a RST to the stray"
     );
-    // A SYN to a port nobody listens on matches no rule: the NIC's default action (here:
-    // pass to the host kernel, which answers for closed ports) — not the stack's.
+    // A SYN to a port nobody listens on is the stack's too (the host rule catches
+    // unclaimed TCP to its address): its control path answers with a RST.
     let syn = build::tcp_v4(sa(PEER_IP, 5001), sa(STACK_IP, 81), TcpFlags::SYN, b"");
     assert!(sim.inject(&syn));
-    stack.nic().poll_rx(64);
-    assert_eq!(sim.take_kernel(), vec![syn]);
+    let mut segs = Vec::new();
+    assert!(wait_until(Duration::from_secs(5), || {
+        segs.extend(tcp_segments(&sim.take_tx()));
+        !segs.is_empty()
+    }));
+    assert_eq!(
+        segs,
+        vec![(81, 5001, false, true, true)],
+        "RST+ACK to the SYN"
+    );
+    assert!(sim.take_kernel().is_empty(), "nothing went to the kernel");
     // A truncated SYN to the listener is dropped as malformed by the demux.
     let mut cut = build::tcp_v4(sa(PEER_IP, 5002), sa(STACK_IP, 80), TcpFlags::SYN, b"");
     cut.truncate(14 + 20 + 10);
@@ -252,6 +261,43 @@ fn strays_get_a_reset_and_closed_ports_are_not_ours() {
         again.local_addr().unwrap(),
         "10.0.0.2:80".parse::<SocketAddr>().unwrap()
     );
+}
+
+#[test]
+fn closed_ports_are_reset_by_the_control_path_in_every_mode() {
+    for mode in MODES {
+        let (stack, sim) = stack(mode);
+        let _listener = stack.tcp_listen("10.0.0.2:80".parse().unwrap(), 4).unwrap();
+        let before = stack.control_stats().packets;
+        for (i, flags) in [TcpFlags::SYN, TcpFlags::ACK, TcpFlags::FIN | TcpFlags::ACK]
+            .into_iter()
+            .enumerate()
+        {
+            let sport = 6000 + i as u16;
+            let f = build::tcp_v4(sa(PEER_IP, sport), sa(STACK_IP, 8080), flags, b"");
+            assert!(sim.inject(&f));
+            let mut segs = Vec::new();
+            assert!(
+                wait_until(Duration::from_secs(5), || {
+                    segs.extend(tcp_segments(&sim.take_tx()));
+                    !segs.is_empty()
+                }),
+                "{mode:?}: no answer to flags {flags:#x}"
+            );
+            assert_eq!(segs.len(), 1, "{mode:?}: {segs:?}");
+            let (src, dst, syn, _, rst) = segs[0];
+            assert_eq!((src, dst, syn, rst), (8080, sport, false, true), "{mode:?}");
+        }
+        // A RST to a closed port is not answered (RFC 793: never reset a reset).
+        let rst = build::tcp_v4(sa(PEER_IP, 6009), sa(STACK_IP, 8080), TcpFlags::RST, b"");
+        assert!(sim.inject(&rst));
+        assert!(wait_until(Duration::from_secs(5), || {
+            stack.control_stats().packets >= before + 4
+        }));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(tcp_segments(&sim.take_tx()).is_empty(), "{mode:?}");
+        assert!(sim.take_kernel().is_empty(), "{mode:?}");
+    }
 }
 
 #[test]

@@ -351,6 +351,50 @@ fn arp_and_icmp_are_answered_on_the_host_channel() {
 }
 
 #[test]
+fn udp_to_a_closed_port_gets_an_icmp_port_unreachable() {
+    for mode in MODES {
+        let (stack, peer) = stack(mode);
+        let _open = stack.udp_bind("10.0.0.2:9000".parse().unwrap(), 8).unwrap();
+        let from = sa(PEER_IP, 5555);
+        let probe = build::udp_v4(from, sa(STACK_IP, 9001), b"anyone there?");
+        assert!(peer.inject(&probe));
+        let mut unreachable = None;
+        assert!(
+            wait_until(Duration::from_secs(5), || {
+                for f in peer.take_tx() {
+                    let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+                    let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
+                        continue;
+                    };
+                    if ip.next_header() != IpProtocol::Icmp {
+                        continue;
+                    }
+                    assert_eq!(ip.dst_addr(), PEER_IP);
+                    let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
+                    assert!(icmp.verify_checksum());
+                    unreachable = Some((icmp.msg_type(), icmp.msg_code(), icmp.data().to_vec()));
+                }
+                unreachable.is_some()
+            }),
+            "{mode:?}: no ICMP error"
+        );
+        let (ty, code, data) = unreachable.unwrap();
+        assert_eq!(
+            (ty, code),
+            (
+                smoltcp::wire::Icmpv4Message::DstUnreachable,
+                smoltcp::wire::Icmpv4DstUnreachable::PortUnreachable.into()
+            ),
+            "{mode:?}"
+        );
+        // The error quotes the offending IP header and the start of its payload.
+        assert_eq!(&data[..28], &probe[14..14 + 28], "{mode:?}");
+        assert!(peer.take_kernel().is_empty(), "{mode:?}");
+        assert_eq!(stack.control_stats().packets, 1, "{mode:?}");
+    }
+}
+
+#[test]
 fn stack_config_is_validated() {
     use lrp_net::sim::SimConfig;
     use lrp_net::stack::{Stack, StackConfig};

@@ -193,7 +193,14 @@ fn corpus() -> Vec<Vec<u8>> {
         eth(0x0800, &ipv4(R, L, 17, 0, &udp(5555, 9000, b"exact"))),
         eth(0x0800, &ipv4(R, L, 17, 0, &udp(5556, 9000, b"listener"))),
         eth(0x0800, &ipv4(R, L2, 17, 0, &udp(5556, 9000, b"wildcard"))),
+        // Unclaimed UDP/TCP: to a host address (host rule), elsewhere (default).
         eth(0x0800, &ipv4(R, L, 17, 0, &udp(5556, 9001, b"nobody"))),
+        eth(0x0800, &ipv4(R, L2, 17, 0, &udp(5556, 9001, b"nobody"))),
+        eth(0x0800, &ipv4(R, L, 6, 0, &tcp(40000, 81, syn))),
+        eth(0x0800, &ipv4(R, L, 6, 0, &tcp(40000, 81, ack))),
+        eth(0x0800, &ipv4(R, L2, 6, 0, &tcp(40000, 81, syn))),
+        eth(0x86dd, &ipv6(R6, L6, 6, &tcp(40000, 81, syn))),
+        eth(0x86dd, &ipv6(R6, L6, 17, &udp(5556, 9001, b"v6 nobody"))),
         eth(0x0800, &ipv4(R, L, 17, 0, &udp(5556, 53, b"dns"))),
         eth(0x0800, &ipv4(R, L, 6, 0, &tcp(40000, 80, syn))),
         eth(0x0800, &ipv4(R, L, 6, 0, &tcp(40000, 80, syn | ack))),
@@ -462,10 +469,21 @@ fn syn_only_listener_leaves_other_segments_to_the_default() {
         (XdpAction::Pass, Outcome::Channel(5), Some(Hit::Syn))
     );
     assert_eq!(run(&x, &ack), (XdpAction::Pass, Outcome::Pass, None));
+    // Even with a host entry for the address: the listener entry claims the port, and
+    // its missing plain channel means the default action (what lrp-net's facade does with
+    // the `NO_CHANNEL` listener channel), not the host's RST responder.
+    x.insert_host(L.into(), ch(9)).unwrap();
+    assert_eq!(run(&x, &ack), (XdpAction::Pass, Outcome::Pass, None));
     x.remove_listener(&ListenerKey::any(Proto::Tcp, 8080))
         .unwrap();
     x.remove_listener(&ListenerKey::any(Proto::Tcp, 8080))
         .unwrap(); // absent: fine
+                   // No listener any more: the host rule takes the port's segments.
+    assert_eq!(
+        run(&x, &syn),
+        (XdpAction::Pass, Outcome::Channel(9), Some(Hit::Host))
+    );
+    x.remove_host(L.into()).unwrap();
     assert_eq!(run(&x, &syn), (XdpAction::Pass, Outcome::Pass, None));
 }
 

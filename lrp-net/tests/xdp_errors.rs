@@ -1,4 +1,5 @@
-//! The errors a user meets without the right privileges: each names what is missing.
+//! The errors a user meets without the right privileges: each names what is missing, in
+//! the raw AF_XDP layer and through `Nic::open`.
 //!
 //! The test re-runs itself (this test binary, this one test) under `setpriv` with a
 //! reduced capability bounding set and under `prlimit` with a small `RLIMIT_MEMLOCK`,
@@ -7,8 +8,10 @@
 
 use std::process::Command;
 
+use lrp_net::pool::FramePool;
 use lrp_net::testnet;
-use lrp_net::xdp::{FrameArea, LrpXdp, ProgramConfig, UmemConfig, XdpError};
+use lrp_net::xdp::{LrpXdp, ProgramConfig, Umem, XdpError};
+use lrp_net::{Error, Nic, NicConfig};
 
 const CHILD_ENV: &str = "LRP_XDP_ERRORS_CHILD";
 const TEST: &str = "missing_privileges_are_named";
@@ -28,7 +31,8 @@ fn child(case: &str) {
                 }
                 other => panic!("expected PermissionDenied(CAP_BPF), got {other:?}"),
             }
-            match FrameArea::new(16, UmemConfig::default()) {
+            let pool = FramePool::new(16, 4096, 0).unwrap();
+            match Umem::from_pool(&pool) {
                 Err(
                     e @ XdpError::PermissionDenied {
                         capability: "CAP_NET_RAW",
@@ -39,20 +43,43 @@ fn child(case: &str) {
                 }
                 other => panic!("expected PermissionDenied(CAP_NET_RAW), got {other:?}"),
             }
+            // The NIC facade passes the named capability on.
+            match Nic::open("lo", NicConfig::default().frame_count(16)) {
+                Err(
+                    e @ Error::Xdp(XdpError::PermissionDenied {
+                        capability: "CAP_NET_RAW",
+                        ..
+                    }),
+                ) => println!("Nic::open: {e}"),
+                other => panic!("expected PermissionDenied(CAP_NET_RAW), got {other:?}"),
+            }
         }
         // CAP_NET_RAW but no CAP_IPC_LOCK, and a 1 MiB locked-memory limit: a 16 MiB
         // UMEM cannot be registered.
-        "memlock" => match FrameArea::new(4096, UmemConfig::default()) {
-            Err(
-                e @ XdpError::MemlockLimit {
-                    bytes: 16_777_216,
-                    limit: 1_048_576,
-                },
-            ) => {
-                println!("umem: {e}")
+        "memlock" => {
+            let pool = FramePool::new(4096, 4096, 0).unwrap();
+            match Umem::from_pool(&pool) {
+                Err(
+                    e @ XdpError::MemlockLimit {
+                        bytes: 16_777_216,
+                        limit: 1_048_576,
+                    },
+                ) => {
+                    println!("umem: {e}")
+                }
+                other => panic!("expected MemlockLimit, got {other:?}"),
             }
-            other => panic!("expected MemlockLimit, got {other:?}"),
-        },
+            let config = NicConfig::default().frame_size(4096).frame_count(4096);
+            match Nic::open("lo", config) {
+                Err(
+                    e @ Error::Xdp(XdpError::MemlockLimit {
+                        bytes: 16_777_216,
+                        limit: 1_048_576,
+                    }),
+                ) => println!("Nic::open: {e}"),
+                other => panic!("expected MemlockLimit, got {other:?}"),
+            }
+        }
         other => panic!("unknown case {other}"),
     }
 }

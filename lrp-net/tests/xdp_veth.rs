@@ -22,10 +22,12 @@ use lrp_core::flow::Proto;
 use lrp_net::testnet::{
     self, udp_payload, TestNet, TestNetConfig, TestNetError, UdpFlood, UdpSendReport,
 };
+use lrp_net::pool::{FramePool, PoolCensus};
 use lrp_net::xdp::baseline::{rx_drop, RxDropConfig};
+use lrp_net::Frame;
 use lrp_net::xdp::{
-    interface_index, AttachMode, DemuxConfig, DemuxMode, Frame, FrameArea, FrameCensus, LrpXdp,
-    ProgramConfig, QueueConfig, SlotGate, SocketConfig, UmemConfig, XdpError, XskQueue, XskSocket,
+    interface_index, AttachMode, DemuxConfig, DemuxMode, LrpXdp, ProgramConfig, QueueConfig,
+    SlotGate, SocketConfig, Umem, XdpError, XskQueue, XskSocket,
 };
 use xdp_util::*;
 
@@ -41,11 +43,12 @@ fn net_config(mode: AttachMode) -> TestNetConfig {
     }
 }
 
-/// The program, a UMEM, one queue and one socket per entry of `rx_sizes` (socket `i` in
-/// slot `i`), frames posted, attached in `mode`. Call on a thread in the local namespace.
+/// The program, a frame pool and its UMEM, one queue and one socket per entry of
+/// `rx_sizes` (socket `i` in slot `i`), frames posted, attached in `mode`. Call on a thread
+/// in the local namespace.
 struct Rig {
     xdp: LrpXdp,
-    area: FrameArea,
+    pool: FramePool,
     queue: XskQueue,
     socks: Vec<XskSocket>,
 }
@@ -54,7 +57,8 @@ impl Rig {
     fn new(net: &TestNet, mode: AttachMode, rx_sizes: &[u32]) -> Rig {
         let ifindex = interface_index(net.local().ifname()).unwrap();
         let mut xdp = LrpXdp::load(&ProgramConfig::default()).unwrap();
-        let area = FrameArea::new(FRAMES, UmemConfig::default()).unwrap();
+        let pool = FramePool::new(FRAMES, 4096, 0).unwrap();
+        let umem = Umem::from_pool(&pool).unwrap();
         let qc = QueueConfig {
             socket: SocketConfig {
                 rx_size: rx_sizes[0],
@@ -62,7 +66,7 @@ impl Rig {
             },
             ..QueueConfig::default()
         };
-        let (mut queue, first) = XskQueue::open(area.umem(), ifindex, 0, &qc).unwrap();
+        let (mut queue, first) = XskQueue::open(&umem, ifindex, 0, &qc).unwrap();
         let mut socks = vec![first];
         for &rx in &rx_sizes[1..] {
             socks.push(
@@ -75,7 +79,7 @@ impl Rig {
             );
         }
         assert_eq!(
-            area.refill(&mut queue),
+            queue.fill_from_pool(FRAMES as usize).unwrap(),
             FRAMES as usize,
             "the fill ring holds every frame"
         );
@@ -86,7 +90,7 @@ impl Rig {
         assert_eq!(xdp.attachment(), Some((ifindex, mode)));
         Rig {
             xdp,
-            area,
+            pool,
             queue,
             socks,
         }
@@ -102,20 +106,20 @@ impl Rig {
     /// Take up to 256 frames from socket `i`, parse them, give the chunks back.
     fn drain(&mut self, i: usize, into: &mut Vec<UdpView>) -> usize {
         let mut frames: Vec<Frame> = Vec::new();
-        let n = self.area.recv(&mut self.socks[i], 256, &mut frames);
+        let n = self.socks[i].receive_frames(256, &mut frames).unwrap();
         for f in frames {
-            let view = parse_udp4(self.area.data(&f)).expect("a UDP/IPv4 frame");
+            let view = parse_udp4(&f).expect("a UDP/IPv4 frame");
             into.push(view);
-            self.area.release(f);
+            // Dropping the frame returns its chunk to the pool.
         }
-        self.area.refill(&mut self.queue);
-        n
+        self.queue.fill_from_pool(usize::MAX).unwrap();
+        n as usize
     }
 
-    /// Drain every socket until nothing arrives for a while, then check the census:
-    /// nothing held, nothing in TX, no violation, and the chunks on the RX side are at
-    /// least those posted to the fill ring plus those waiting in RX rings.
-    fn census(&mut self) -> FrameCensus {
+    /// Drain every socket until nothing arrives for a while, then check the pool's census:
+    /// nothing held, no violation, and the chunks in the kernel's hands are at least those
+    /// waiting in RX rings (the rest are posted for reception).
+    fn census(&mut self) -> PoolCensus {
         let mut sink = Vec::new();
         for i in 0..self.socks.len() {
             // Bounded: the senders are done, so each ring empties in a few rounds.
@@ -125,19 +129,36 @@ impl Rig {
                 }
             }
         }
-        self.area.reap(&mut self.queue);
-        self.area.refill(&mut self.queue);
-        let c = self.area.census();
+        while self.queue.complete_to_pool(256).unwrap() > 0 {}
+        self.queue.fill_from_pool(usize::MAX).unwrap();
+        let c = self.pool.census();
         assert!(c.is_conserved(), "{c:?}");
-        assert_eq!((c.held, c.tx, c.violations), (0, 0, 0), "{c:?}");
+        assert_eq!((c.held, c.violations), (0, 0), "{c:?}");
         let in_rings: u32 = self.socks.iter().map(XskSocket::rx_len).sum();
-        assert!(
-            c.rx >= (self.queue.fill_pending() + in_rings) as usize,
-            "{c:?}"
-        );
-        assert_eq!(c.free + c.rx, FRAMES as usize);
+        assert!(c.kernel >= in_rings as usize, "{c:?}");
+        assert_eq!(c.free + c.kernel, FRAMES as usize);
         c
     }
+}
+
+/// Transmit everything in `frames` on socket 0, kicking and reaping completions until
+/// the kernel has sent (completed) all of it or `timeout` passes. Returns how many were
+/// queued; frames not queued in time stay in `frames`.
+fn transmit_all(rig: &mut Rig, frames: &mut Vec<Frame>, timeout: Duration) -> usize {
+    let deadline = Instant::now() + timeout;
+    let mut sent = 0;
+    let sock = &mut rig.socks[0];
+    while !frames.is_empty() || sock.tx_pending() > 0 {
+        sent += sock.transmit_frames(frames).unwrap();
+        sock.kick().unwrap();
+        rig.queue.complete_to_pool(256).unwrap();
+        if Instant::now() >= deadline {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    while rig.queue.complete_to_pool(256).unwrap() > 0 {}
+    sent
 }
 
 /// Start a paced sender of `count` datagrams to `port` of the local end.
@@ -255,7 +276,7 @@ fn driver_per_slot_delivery() {
     per_slot_delivery(AttachMode::Driver);
 }
 
-// ---- SOFT-LRP: everything for the local address to slot 0 ---------------------------
+// ---- SOFT-LRP: every claimed frame to slot 0 ----------------------------------------
 
 fn soft_mode(mode: AttachMode) {
     let Some((_g, net)) = setup(mode) else { return };
@@ -265,7 +286,9 @@ fn soft_mode(mode: AttachMode) {
         .ns()
         .run(|| {
             let mut rig = Rig::new(&net, mode, &[4096]);
-            // A listener rule must not matter in SOFT mode.
+            // In SOFT mode the rule that claims a frame does not choose its slot: port 9000
+            // (listener, slot 0) and 9001/9002 (unclaimed UDP to a host address: the host
+            // rule, slot 0 as well) all go to the soft slot.
             rig.listen(&net, ports[0], 0);
             let soft = DemuxConfig {
                 mode: DemuxMode::Soft { slot: 0 },
@@ -295,7 +318,10 @@ fn soft_mode(mode: AttachMode) {
             let sc = rig.xdp.slot_counters(0).unwrap();
             assert_eq!(sc.redirected, 3 * N);
             let pc = rig.xdp.counters().unwrap();
-            assert_eq!((pc.hit_soft, pc.hit_listener, pc.passed), (3 * N, 0, 0));
+            assert_eq!(
+                (pc.hit_soft, pc.hit_listener, pc.hit_host, pc.passed),
+                (3 * N, N, 2 * N, 0)
+            );
             assert_eq!(rig.socks[0].statistics().unwrap().rx_ring_full, 0);
         })
         .unwrap();
@@ -432,31 +458,23 @@ fn echo(mode: AttachMode) {
             while echoed < N {
                 assert!(Instant::now() < deadline, "timed out after {echoed} echoes");
                 let mut frames = Vec::new();
-                if rig.area.recv(&mut rig.socks[0], 64, &mut frames) == 0 {
+                if rig.socks[0].receive_frames(64, &mut frames).unwrap() == 0 {
                     rig.socks[0].poll_rx(Duration::from_millis(5)).unwrap();
                     continue;
                 }
                 for mut f in frames {
-                    let v = parse_udp4(rig.area.data(&f)).expect("UDP");
+                    let v = parse_udp4(&f).expect("UDP");
                     assert!(v.checksum_ok, "bad UDP checksum from the Linux sender");
-                    udp4_echo_in_place(rig.area.data_mut(&mut f));
-                    let reply = parse_udp4(rig.area.data(&f)).unwrap();
+                    udp4_echo_in_place(&mut f);
+                    let reply = parse_udp4(&f).unwrap();
                     assert!(reply.checksum_ok && reply.dport == v.sport && reply.sport == v.dport);
                     tx.push(f);
                 }
                 echoed += tx.len() as u64;
                 let n = tx.len();
-                let sent = rig
-                    .area
-                    .transmit_all(
-                        &mut rig.socks[0],
-                        &mut rig.queue,
-                        &mut tx,
-                        Duration::from_secs(5),
-                    )
-                    .unwrap();
+                let sent = transmit_all(&mut rig, &mut tx, Duration::from_secs(5));
                 assert_eq!(sent, n);
-                rig.area.refill(&mut rig.queue);
+                rig.queue.fill_from_pool(usize::MAX).unwrap();
             }
             assert_eq!(pinger.join().expect("pinger"), N);
             let c = rig.census();
@@ -530,16 +548,18 @@ fn second_umem_on_a_busy_queue_is_reported() {
         .ns()
         .run(|| {
             let ifindex = interface_index(net.local().ifname()).unwrap();
-            let a = FrameArea::new(64, UmemConfig::default()).unwrap();
-            let (_qa, _sa) = XskQueue::open(a.umem(), ifindex, 0, &QueueConfig::default()).unwrap();
-            let b = FrameArea::new(64, UmemConfig::default()).unwrap();
-            match XskQueue::open(b.umem(), ifindex, 0, &QueueConfig::default()) {
+            let pa = FramePool::new(64, 4096, 0).unwrap();
+            let a = Umem::from_pool(&pa).unwrap();
+            let (_qa, _sa) = XskQueue::open(&a, ifindex, 0, &QueueConfig::default()).unwrap();
+            let pb = FramePool::new(64, 4096, 0).unwrap();
+            let b = Umem::from_pool(&pb).unwrap();
+            match XskQueue::open(&b, ifindex, 0, &QueueConfig::default()) {
                 Err(e @ XdpError::QueueBusy { .. }) => eprintln!("as expected: {e}"),
                 other => panic!("expected QueueBusy, got {other:?}"),
             }
             // The same UMEM cannot open the same queue twice either.
             assert!(matches!(
-                XskQueue::open(a.umem(), ifindex, 0, &QueueConfig::default()),
+                XskQueue::open(&a, ifindex, 0, &QueueConfig::default()),
                 Err(XdpError::InvalidConfig(_))
             ));
         })
@@ -561,15 +581,9 @@ fn mtu_larger_than_a_chunk_is_refused_before_attach() {
         .ns()
         .run(|| {
             let ifindex = interface_index(net.local().ifname()).unwrap();
-            let small = FrameArea::new(
-                64,
-                UmemConfig {
-                    frame_size: 2048,
-                    headroom: 0,
-                },
-            )
-            .unwrap();
-            match XskQueue::open(small.umem(), ifindex, 0, &QueueConfig::default()) {
+            let pool = FramePool::new(64, 2048, 0).unwrap();
+            let small = Umem::from_pool(&pool).unwrap();
+            match XskQueue::open(&small, ifindex, 0, &QueueConfig::default()) {
                 Err(
                     e @ XdpError::MtuTooLarge {
                         mtu: 3000,

@@ -9,6 +9,18 @@
 
 use lrp_core::account::Account;
 
+/// CPU time the calling thread has consumed so far, in nanoseconds
+/// (`CLOCK_THREAD_CPUTIME_ID`; 0 if the clock cannot be read).
+///
+/// The clock the stack charges protocol work with: an application (or a test) compares
+/// the delta over a run of its receiving thread with [`SocketStats::cpu_ns`] to see how
+/// much of the thread's time was protocol processing charged to the socket.
+///
+/// [`SocketStats::cpu_ns`]: super::SocketStats::cpu_ns
+pub fn thread_cpu_ns() -> u64 {
+    crate::sys::thread_cpu_ns()
+}
+
 /// Measures the calling thread's CPU time from [`CpuMeter::start`] on.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CpuMeter {

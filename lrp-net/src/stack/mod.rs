@@ -10,7 +10,8 @@
 //!   (early demux,     ├─► channel: TCP :80    ─► TcpListener::accept  ─► handshakes (one iface each)
 //!    early discard)   ├─► channel: 5-tuple #1 ─► TcpStream::read      ─► smoltcp (iface B)
 //!                     ├─► channel: 5-tuple #2 ─► TcpStream::read      ─► smoltcp (iface C)
-//!                     └─► channel: host (ARP, ICMP) ─► control thread ─► smoltcp (iface 0)
+//!                     └─► channel: host (ARP, ICMP, ─► control thread ─► smoltcp (iface 0)
+//!                           unclaimed UDP/TCP)
 //! ```
 //!
 //! # Lazy protocol processing and accounting
@@ -78,10 +79,15 @@
 //!   [`StackConfig::linger`], then aborts. A connection in TIME-WAIT is released at once:
 //!   a late retransmitted FIN is answered by the listener's RST responder.
 //!
-//! # ARP and ICMP
+//! # ARP, ICMP and closed ports
 //!
-//! The stack's host channel ([`Rule::host`]) receives ARP for and ICMP to its address. A
-//! control interface answers ARP requests and echo requests. Neighbours learned from ARP
+//! The stack's host channel ([`Rule::host`]) receives ARP for and ICMP to its address,
+//! and every UDP datagram or TCP segment to its address that no socket's rule claims (the
+//! host rule comes after the exact and listener rules, see [`lrp_core::demux`]). A
+//! control interface without sockets answers ARP requests and echo requests, a TCP
+//! segment to a closed port with a RST (a RST itself is not answered), and a UDP datagram
+//! to a closed port with an ICMP port unreachable — what a peer expects from the owner of
+//! an address, which the kernel, not having the address, could not give. Neighbours learned from ARP
 //! go into a table shared by all the stack's interfaces (smoltcp keeps one cache per
 //! interface and fills it only from ARP it receives): an endpoint interface is taught a
 //! neighbour by a synthesized ARP reply injected into its own receive path when it first
@@ -111,6 +117,7 @@ use cpu::CpuMeter;
 use engine::Engine;
 use neighbors::Neighbors;
 
+pub use cpu::thread_cpu_ns;
 pub use stats::SocketStats;
 pub use tcp::{TcpListener, TcpStream};
 pub use udp::UdpSocket;
@@ -246,8 +253,8 @@ impl StackConfig {
         self
     }
 
-    /// Whether the stack runs a control thread (default on) that answers ARP and ICMP on
-    /// the host channel and closes dropped TCP connections in the background. Without
+    /// Whether the stack runs a control thread (default on) that answers ARP, ICMP and
+    /// closed ports on the host channel and closes dropped TCP connections in the background. Without
     /// it, ARP is answered only when sockets run [`Stack::poll_control`] (they do when
     /// they need a neighbour) or the application calls it, and dropping a `TcpStream`
     /// lingers in the dropping thread. In EAGER mode with [`EagerDriver::Thread`] the
@@ -257,7 +264,8 @@ impl StackConfig {
         self
     }
 
-    /// Capacity of the host (ARP/ICMP) channel, in frames (default 256).
+    /// Capacity of the host channel (ARP, ICMP, UDP/TCP to closed ports), in frames
+    /// (default 256).
     pub fn host_capacity(mut self, frames: usize) -> Self {
         self.host_capacity = frames;
         self
@@ -783,8 +791,8 @@ impl std::fmt::Debug for Stack {
 }
 
 impl Stack {
-    /// Open a stack on `nic` with `config`: opens the host channel for ARP and ICMP to the
-    /// stack's address and starts the control thread (and, in EAGER mode with
+    /// Open a stack on `nic` with `config`: opens the host channel for ARP, ICMP and
+    /// unclaimed UDP/TCP to the stack's address and starts the control thread (and, in EAGER mode with
     /// [`EagerDriver::Thread`], the eager poll thread).
     pub fn new(nic: Nic, config: StackConfig) -> Result<Stack, StackError> {
         let cfg = resolve(&config, &nic)?;
@@ -891,7 +899,7 @@ impl Stack {
         self.inner.channel(rule.into(), capacity)
     }
 
-    /// Run the control path once (ARP, ICMP), if no other thread is running it. Returns
+    /// Run the control path once (ARP, ICMP, closed ports), if no other thread is running it. Returns
     /// how many frames it took. Only needed without the control thread.
     pub fn poll_control(&self) -> usize {
         self.inner.poll_control_charged(true)
@@ -915,7 +923,7 @@ impl Stack {
         self.inner.eager_account.snapshot()
     }
 
-    /// Statistics of the host (ARP/ICMP) channel.
+    /// Statistics of the host channel (ARP, ICMP, UDP/TCP to closed ports).
     pub fn control_stats(&self) -> SocketStats {
         SocketStats::from_channel(&self.inner.control_channel, 0, 0)
     }

@@ -24,6 +24,9 @@ pub const DEFAULT_MAX_FLOWS: u32 = 16384;
 pub const DEFAULT_MAX_LISTENERS: u32 = 1024;
 /// Default capacity of the host map (`LRP_MAX_HOSTS`).
 pub const DEFAULT_MAX_HOSTS: u32 = 64;
+/// Receive queues the dispatcher can serve (`LRP_MAX_QUEUES`): entries of its program
+/// array and of its per-queue counter of frames on unserved queues.
+pub const MAX_QUEUES: u32 = 64;
 
 /// `LRP_NO_SLOT`: "no channel" in a [`RawListener`].
 pub const NO_SLOT: u32 = u32::MAX;
@@ -37,7 +40,7 @@ pub const FAMILY_V6: u8 = 6;
 
 /// `LRP_MODE_NI`: the program demultiplexes to per-endpoint slots.
 pub const MODE_NI: u32 = 0;
-/// `LRP_MODE_SOFT`: frames for local addresses go to one slot.
+/// `LRP_MODE_SOFT`: every frame a rule claims goes to one slot (userspace demultiplexes).
 pub const MODE_SOFT: u32 = 1;
 
 /// `XDP_DROP`.
@@ -57,7 +60,7 @@ pub struct RawConfig {
     pub mode: u32,
     /// [`XDP_DROP`] drops unmatched frames; anything else passes them to the kernel.
     pub default_action: u32,
-    /// SOFT mode: the slot that receives every frame for a local address.
+    /// SOFT mode: the slot that receives every frame a rule claims.
     pub soft_slot: u32,
     /// Zero.
     pub reserved: u32,

@@ -59,13 +59,20 @@ impl RxDropReport {
 
 /// Receive on `socket` and recycle every chunk to `queue`'s fill ring at once, until a
 /// limit of `config` is reached. The fill ring must have been primed (e.g. with
-/// [`super::FrameArea::refill`]); chunks never leave the kernel's RX side, so a
-/// [`super::FrameArea`] ledger stays consistent.
+/// [`XskQueue::fill_from_pool`]); chunks never leave the kernel's RX side, so a frame
+/// pool's census stays consistent (they stay in its *kernel* state throughout).
+///
+/// Fails if `socket` and `queue` do not share one UMEM.
 pub fn rx_drop(
     queue: &mut XskQueue,
     socket: &mut XskSocket,
     config: &RxDropConfig,
 ) -> Result<RxDropReport, XdpError> {
+    if !queue.umem().same(socket.umem()) {
+        return Err(XdpError::InvalidConfig(
+            "rx_drop: the socket and the queue must share one UMEM".into(),
+        ));
+    }
     let frame_size = u64::from(queue.umem().frame_size());
     let start = Instant::now();
     let deadline = start + config.max_duration;
@@ -84,7 +91,8 @@ pub fn rx_drop(
         let n = socket.receive(want, &mut descs);
         if n == 0 {
             if !recycle.is_empty() {
-                let done = queue.fill(&recycle);
+                // SAFETY: see `recycle_to_fill`.
+                let done = unsafe { recycle_to_fill(queue, &recycle) };
                 recycle.drain(..done);
             }
             if config.busy_poll {
@@ -105,11 +113,13 @@ pub fn rx_drop(
             report.bytes += u64::from(d.len);
             recycle.push(d.addr - d.addr % frame_size);
         }
-        let done = queue.fill(&recycle);
+        // SAFETY: see `recycle_to_fill`.
+        let done = unsafe { recycle_to_fill(queue, &recycle) };
         recycle.drain(..done);
     }
     // Whatever is left goes back too (the fill ring holds every chunk of the queue).
-    let done = queue.fill(&recycle);
+    // SAFETY: see `recycle_to_fill`.
+    let done = unsafe { recycle_to_fill(queue, &recycle) };
     recycle.drain(..done);
     if !recycle.is_empty() {
         return Err(XdpError::InvalidConfig(format!(
@@ -122,4 +132,17 @@ pub fn rx_drop(
         report.active = last - f;
     }
     Ok(report)
+}
+
+/// Post received chunks straight back to the fill ring.
+///
+/// # Safety
+///
+/// Every address in `chunks` came from an RX ring of a socket sharing `queue`'s UMEM and
+/// was taken by this loop, which never hands it to anybody: the kernel handed the chunk
+/// to userspace, nobody references its bytes, and posting it again only gives it back.
+unsafe fn recycle_to_fill(queue: &mut XskQueue, chunks: &[u64]) -> usize {
+    // SAFETY: forwarded from this function's contract (the chunks are the kernel's own,
+    // returned unread).
+    unsafe { queue.fill(chunks) }
 }

@@ -12,40 +12,48 @@
 //!   and writes its maps; [`SlotGate`] drives a gate from a ring's occupancy.
 //! * [`xsk`] — the UMEM and the AF_XDP sockets (over xdpilone): one fill/completion owner
 //!   per `(interface, queue)` ([`XskQueue`]) and one socket per channel ([`XskSocket`]),
-//!   each with its own RX ring (the NI channel) and TX ring, all sharing one UMEM.
-//! * [`frames`] — [`FrameArea`]: an owned UMEM with a free list and move-only [`Frame`]
-//!   handles, for standalone use and tests (the NIC facade uses its frame pool instead).
+//!   each with its own RX ring (the NI channel) and TX ring, all sharing one UMEM — the
+//!   area of a [`FramePool`](crate::FramePool), whose checked chunk states say who owns
+//!   each chunk ([`Umem::from_pool`]).
+//! * [`dispatch`] — [`Dispatcher`]: the program attached to an interface, which hands
+//!   each frame to the demux program of its receive queue, so that each queue can be
+//!   served by its own NIC instance.
 //!
+//! [`Nic::open`](crate::Nic::open) puts these together behind the [`Nic`](crate::Nic) /
+//! [`Channel`](crate::Channel) API (the backend in `backend.rs`); the types here are the
+//! raw layer, for tools and tests that drive sockets and maps directly.
 //! [`baseline::rx_drop`] is the receive-and-drop loop used as a throughput baseline.
 //!
-//! # Setup order
+//! # Setup order (raw layer)
 //!
 //! From a thread in the interface's network namespace:
 //!
 //! 1. [`LrpXdp::load`] the program (maps empty, gates open, NI mode, default pass);
-//! 2. create the frame memory and [`Umem`] ([`FrameArea::new`], or [`Umem::new`] over
-//!    caller memory), open the queue ([`XskQueue::open`], which checks the MTU) and add
-//!    sockets ([`XskQueue::add_socket`]);
-//! 3. post frames to the fill ring ([`FrameArea::refill`]) and put each socket in its
-//!    slot ([`LrpXdp::set_socket`]);
-//! 4. insert rules ([`LrpXdp::insert_listener`], ...) and [`LrpXdp::attach`].
+//! 2. create a [`FramePool`](crate::FramePool) and its [`Umem`] ([`Umem::from_pool`], or
+//!    [`Umem::new`] over caller memory), open the queue ([`XskQueue::open`], which checks
+//!    the MTU) and add sockets ([`XskQueue::add_socket`]);
+//! 3. post frames to the fill ring ([`XskQueue::fill_from_pool`]) and put each socket in
+//!    its slot ([`LrpXdp::set_socket`]);
+//! 4. insert rules ([`LrpXdp::insert_listener`], ...) and [`LrpXdp::attach`] (one program
+//!    for the interface) or register it with a [`Dispatcher`] for its queue.
 //!
 //! # Safety
 //!
-//! `unsafe` is confined to [`abi`] (the `Pod` impls), `xsk` (UMEM registration and the
-//! thread-safety of xdpilone's UMEM handle), `frames` (byte access to held chunks) and
+//! `unsafe` is confined to [`abi`] (the `Pod` impls), `xsk` (UMEM registration, the raw
+//! ring operations on caller memory and the thread-safety of xdpilone's UMEM handle) and
 //! `sys` (system calls). Every block carries a `SAFETY` comment.
 
 pub mod abi;
+pub(crate) mod backend;
 pub mod baseline;
+pub mod dispatch;
 mod error;
-pub mod frames;
 pub mod program;
 mod sys;
 pub mod xsk;
 
+pub use dispatch::Dispatcher;
 pub use error::XdpError;
-pub use frames::{Frame, FrameArea, FrameCensus};
 pub use program::{
     AttachMode, DemuxConfig, DemuxMode, Gates, LrpXdp, ProgramConfig, ProgramCounters,
     SlotCounters, SlotGate, XdpAction,
@@ -72,8 +80,6 @@ mod tests {
         sync::<SlotGate>();
         send::<Umem>();
         sync::<Umem>();
-        send::<FrameArea>();
-        sync::<FrameArea>();
-        send::<Frame>();
+        send::<Dispatcher>();
     }
 }

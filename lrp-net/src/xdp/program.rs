@@ -65,8 +65,10 @@ impl AttachMode {
 pub enum DemuxMode {
     /// NI-LRP: the program looks the frame up and redirects it to its endpoint's slot.
     Ni,
-    /// SOFT-LRP: every frame whose destination address (or ARP target) is in the host
-    /// table goes to `slot`; userspace demultiplexes.
+    /// SOFT-LRP: the same lookup as [`DemuxMode::Ni`] only decides whether a rule claims
+    /// the frame; every claimed frame goes to `slot` (one shared socket) and userspace
+    /// demultiplexes it into its channels. Gates of the rules' slots are not consulted.
+    /// Unclaimed frames take the default action, exactly as in NI mode.
     Soft {
         /// The single socket's slot.
         slot: u32,
@@ -178,7 +180,8 @@ pub struct ProgramCounters {
     pub hit_listener: u64,
     /// Slots chosen by a host entry.
     pub hit_host: u64,
-    /// Frames sent to the SOFT-mode slot.
+    /// SOFT mode: claimed frames sent to the soft slot (counted in addition to the hit of
+    /// the rule that claimed them).
     pub hit_soft: u64,
     /// Non-first IP fragments (default action).
     pub fragments: u64,
@@ -519,37 +522,7 @@ impl LrpXdp {
                 op: "finding the XDP program",
                 source: Box::new(e),
             })?;
-        let id = prog.attach_to_if_index(ifindex, mode.aya()).map_err(|e| {
-            let errno = match &e {
-                aya::programs::ProgramError::SyscallError(s) => s.io_error.raw_os_error(),
-                _ => None,
-            };
-            let source = || std::io::Error::from_raw_os_error(errno.unwrap_or(0));
-            match errno {
-                Some(libc::EPERM) | Some(libc::EACCES) => XdpError::PermissionDenied {
-                    op: "attaching the XDP program",
-                    capability: "CAP_NET_ADMIN and CAP_BPF",
-                },
-                Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) => XdpError::ModeNotSupported {
-                    ifname: ifname.clone(),
-                    mode,
-                    source: source(),
-                },
-                Some(libc::ERANGE) => XdpError::MtuTooLargeForDriverMode {
-                    ifname: ifname.clone(),
-                    source: source(),
-                },
-                Some(libc::EBUSY) | Some(libc::EEXIST) => XdpError::AlreadyAttached {
-                    ifname: ifname.clone(),
-                    source: source(),
-                },
-                Some(libc::ENODEV) => XdpError::NoSuchInterface(ifname.clone()),
-                _ => XdpError::Program {
-                    op: "attaching the XDP program",
-                    source: Box::new(e),
-                },
-            }
-        })?;
+        let id = attach_to(prog, ifindex, &ifname, mode)?;
         self.link = Some((id, ifindex, mode));
         Ok(())
     }
@@ -570,6 +543,14 @@ impl LrpXdp {
             })?;
         prog.detach(id).map_err(|e| XdpError::Program {
             op: "detaching",
+            source: Box::new(e),
+        })
+    }
+
+    /// The loaded program's fd (for a [`Dispatcher`](super::Dispatcher)'s program array).
+    pub(crate) fn program_fd(&self) -> Result<&aya::programs::ProgramFd, XdpError> {
+        self.program()?.fd().map_err(|e| XdpError::Program {
+            op: "getting the program fd",
             source: Box::new(e),
         })
     }
@@ -766,6 +747,47 @@ impl LrpXdp {
             })?;
         Ok(XdpAction::from(r.return_value))
     }
+}
+
+/// Attach `prog` to `ifindex` in `mode` through a BPF link, with the kernel's answers
+/// turned into errors that say what to do.
+pub(crate) fn attach_to(
+    prog: &mut Xdp,
+    ifindex: u32,
+    ifname: &str,
+    mode: AttachMode,
+) -> Result<aya::programs::xdp::XdpLinkId, XdpError> {
+    prog.attach_to_if_index(ifindex, mode.aya()).map_err(|e| {
+        let errno = match &e {
+            aya::programs::ProgramError::SyscallError(s) => s.io_error.raw_os_error(),
+            _ => None,
+        };
+        let source = || std::io::Error::from_raw_os_error(errno.unwrap_or(0));
+        match errno {
+            Some(libc::EPERM) | Some(libc::EACCES) => XdpError::PermissionDenied {
+                op: "attaching the XDP program",
+                capability: "CAP_NET_ADMIN and CAP_BPF",
+            },
+            Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) => XdpError::ModeNotSupported {
+                ifname: ifname.to_owned(),
+                mode,
+                source: source(),
+            },
+            Some(libc::ERANGE) => XdpError::MtuTooLargeForDriverMode {
+                ifname: ifname.to_owned(),
+                source: source(),
+            },
+            Some(libc::EBUSY) | Some(libc::EEXIST) => XdpError::AlreadyAttached {
+                ifname: ifname.to_owned(),
+                source: source(),
+            },
+            Some(libc::ENODEV) => XdpError::NoSuchInterface(ifname.to_owned()),
+            _ => XdpError::Program {
+                op: "attaching the XDP program",
+                source: Box::new(e),
+            },
+        }
+    })
 }
 
 fn absent_ok(r: Result<(), aya::maps::MapError>, map: &'static str) -> Result<(), XdpError> {

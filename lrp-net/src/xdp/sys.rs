@@ -1,12 +1,11 @@
 //! The system calls of the AF_XDP layer that xdpilone and aya do not make for us:
-//! interface lookup, MTU, `RLIMIT_MEMLOCK`, the TX kick, `poll` and the anonymous
-//! mapping of an owned frame area. One of lrp-net's named `unsafe` modules: every block
-//! has a `SAFETY` comment and nothing here hands out a raw pointer to safe code.
+//! interface lookup, MTU, `RLIMIT_MEMLOCK`, the TX kick, `poll` and network namespaces.
+//! One of lrp-net's named `unsafe` modules: every block has a `SAFETY` comment and nothing
+//! here hands out a raw pointer to safe code.
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::ptr::NonNull;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use super::XdpError;
@@ -195,59 +194,88 @@ pub(crate) fn poll_in(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool>
     Ok(rc > 0 && p.revents & libc::POLLIN != 0)
 }
 
-/// An owned, page-aligned, anonymous private mapping. Unmapped on drop.
+/// A handle on a network namespace: the one of the thread that created it. AF_XDP sockets
+/// belong to the namespace of the thread that creates them (and bind to an interface
+/// index of that namespace), so a NIC opened in one namespace must create its later
+/// sockets there too, whichever thread asks ([`NetNs::run`]).
 #[derive(Debug)]
-pub(crate) struct Mapping {
-    base: NonNull<u8>,
-    len: usize,
+pub(crate) struct NetNs {
+    fd: OwnedFd,
+    id: (u64, u64),
 }
 
-// SAFETY: `Mapping` only owns the address range; it never reads or writes the bytes
-// itself. Access to them is mediated by the owners (the chunk state machine of
-// `frames::UmemFrames`), so moving or sharing the owner between threads is sound.
-unsafe impl Send for Mapping {}
-// SAFETY: see `Send`: `&Mapping` gives no access to the bytes.
-unsafe impl Sync for Mapping {}
-
-impl Mapping {
-    /// Map `len` bytes of zeroed memory.
-    pub(crate) fn anonymous(len: usize) -> io::Result<Mapping> {
-        if len == 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"));
-        }
-        // SAFETY: an anonymous private mapping with a null hint creates fresh memory and
-        // touches no existing mapping; the result is checked against MAP_FAILED.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base =
-            NonNull::new(p.cast::<u8>()).ok_or_else(|| io::Error::other("mmap returned null"))?;
-        Ok(Mapping { base, len })
+fn netns_id(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    // SAFETY: `stat` is a plain C struct for which all-zero is a valid value.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes one `stat` into the live local; `fd` is a live borrowed fd.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
     }
-
-    /// The mapped range (page aligned).
-    pub(crate) fn as_slice_ptr(&self) -> NonNull<[u8]> {
-        NonNull::slice_from_raw_parts(self.base, self.len)
-    }
+    Ok((st.st_dev, st.st_ino))
 }
 
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: `base`/`len` are exactly the mapping created in `anonymous`, unmapped
-        // once here. Owners keep an `Arc<Mapping>` for as long as they (or the kernel
-        // through a UMEM they registered) may access it.
-        let rc = unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
-        debug_assert_eq!(rc, 0, "munmap failed");
+fn current_netns_file() -> io::Result<std::fs::File> {
+    std::fs::File::open("/proc/thread-self/ns/net")
+}
+
+impl NetNs {
+    /// The calling thread's network namespace.
+    pub(crate) fn current() -> Result<NetNs, XdpError> {
+        let op = "opening /proc/thread-self/ns/net";
+        let f = current_netns_file().map_err(|e| XdpError::Syscall { op, source: e })?;
+        let fd = OwnedFd::from(f);
+        let id = netns_id(fd.as_fd()).map_err(|e| XdpError::Syscall {
+            op: "fstat(netns)",
+            source: e,
+        })?;
+        Ok(NetNs { fd, id })
+    }
+
+    /// A value that identifies the namespace (device and inode of its nsfs file).
+    pub(crate) fn id(&self) -> (u64, u64) {
+        self.id
+    }
+
+    /// Whether the calling thread is in this namespace.
+    fn is_current(&self) -> bool {
+        current_netns_file()
+            .and_then(|f| netns_id(f.as_fd()))
+            .is_ok_and(|id| id == self.id)
+    }
+
+    /// Run `f` in this namespace: on the calling thread if it is in it, else on a
+    /// short-lived thread that enters it first (`setns`, which needs `CAP_SYS_ADMIN`).
+    pub(crate) fn run<R, F>(&self, f: F) -> Result<R, XdpError>
+    where
+        F: FnOnce() -> R + Send,
+        R: Send,
+    {
+        if self.is_current() {
+            return Ok(f());
+        }
+        std::thread::scope(|s| {
+            let h = std::thread::Builder::new()
+                .name("lrp-netns".into())
+                .spawn_scoped(s, || {
+                    // SAFETY: setns on a valid, open namespace fd of the right type; it
+                    // changes only this new thread's namespace, and the thread ends after
+                    // `f`.
+                    let rc = unsafe { libc::setns(self.fd.as_raw_fd(), libc::CLONE_NEWNET) };
+                    if rc != 0 {
+                        return Err(XdpError::os(
+                            "entering the NIC's network namespace (setns)",
+                            "CAP_SYS_ADMIN",
+                            io::Error::last_os_error(),
+                        ));
+                    }
+                    Ok(f())
+                })
+                .map_err(|e| XdpError::Syscall {
+                    op: "spawning a thread",
+                    source: e,
+                })?;
+            h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
     }
 }
 

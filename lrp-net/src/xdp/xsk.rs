@@ -2,9 +2,10 @@
 //!
 //! Three objects, matching the kernel's:
 //!
-//! * [`Umem`] — a memory area registered with the kernel, cut into fixed-size chunks.
-//!   The memory is the caller's (the frame pool maps it); this layer only moves chunk
-//!   *addresses* (offsets into the area) through rings and never touches the bytes.
+//! * [`Umem`] — a memory area registered with the kernel, cut into fixed-size chunks:
+//!   a [`FramePool`]'s area ([`Umem::from_pool`]), or caller memory ([`Umem::new`],
+//!   `unsafe`). This layer moves chunk *addresses* (offsets into the area) through rings
+//!   and never touches the bytes.
 //! * [`XskQueue`] — the single owner of the **fill** and **completion** rings of one
 //!   `(interface, queue)`. All sockets bound to that queue share them: frames for every
 //!   channel come from this fill ring, and every transmitted frame comes back through
@@ -16,9 +17,16 @@
 //!   and binds with the mode flags (copy / zero-copy, need-wakeup); the others bind with
 //!   `XDP_SHARED_UMEM` and no flags (the kernel refuses flags there; they inherit them).
 //!
-//! Frame ownership (which addresses are free, posted, received, held or in flight) is
-//! the caller's business: [`super::frames::FrameArea`] does it for standalone use and
-//! tests, the NIC facade does it with its frame pool.
+//! # Frame ownership
+//!
+//! Over a pool, the pool's chunk states say who owns each chunk, and the safe ring
+//! operations move chunks only through the pool's checked transitions:
+//! [`XskQueue::fill_from_pool`] (free → kernel), [`XskSocket::receive_frames`] (kernel →
+//! a [`Frame`]), [`XskSocket::transmit_frames`] (a `Frame` → kernel) and
+//! [`XskQueue::complete_to_pool`] (kernel → free). The kernel therefore only ever writes
+//! or reads chunks no [`Frame`] refers to. The raw operations that post arbitrary
+//! addresses ([`XskQueue::fill`], [`XskSocket::transmit`]) are `unsafe`: they are for
+//! caller-managed memory, where that guarantee is the caller's.
 //!
 //! Everything here must be created from a thread that is in the network namespace of the
 //! interface: the socket's namespace is fixed when it is created.
@@ -34,6 +42,7 @@ use xdpilone::xdp::XdpDesc;
 
 use super::sys;
 use super::XdpError;
+use crate::pool::{self, Frame, FramePool};
 
 /// Bytes the kernel reserves at the start of every received frame's chunk in front of the
 /// data (`XDP_PACKET_HEADROOM`), on top of [`UmemConfig::headroom`].
@@ -180,8 +189,9 @@ struct UmemInner {
     /// The UMEM socket itself becomes the first socket (with fill/completion rings) of
     /// the first queue opened; later queues use new sockets.
     umem_fd_taken: AtomicBool,
-    /// Keeps caller memory mapped while any socket may use it (owned areas only).
-    _keep: Option<Arc<dyn Send + Sync>>,
+    /// The frame pool whose area this is ([`Umem::from_pool`]); it also keeps the area
+    /// mapped while any socket may use it.
+    pool: Option<FramePool>,
 }
 
 /// A registered UMEM: the memory area the kernel copies received frames into and reads
@@ -219,18 +229,55 @@ impl Umem {
     ///   and getting it back from an RX or completion ring).
     pub unsafe fn new(area: NonNull<[u8]>, config: UmemConfig) -> Result<Umem, XdpError> {
         // SAFETY: forwarded to the caller of this function.
-        unsafe { Self::with_keepalive(area, config, None) }
+        unsafe { Self::register(area, config, None) }
     }
 
-    /// [`Umem::new`] keeping `keep` alive as long as the UMEM.
+    /// Register the area of `pool` as a UMEM: chunks of the pool's frame size, received
+    /// data placed after the pool's headroom (plus [`XDP_PACKET_HEADROOM`]), so frames
+    /// received into the pool and frames allocated from it have the same layout. The UMEM
+    /// keeps a handle on the pool, so the area stays mapped as long as any socket uses it.
     ///
+    /// The area must be a whole number of pages: with 2048-byte frames, use an even
+    /// frame count. Errors as [`Umem::new`].
+    ///
+    /// ```no_run
+    /// use lrp_net::pool::FramePool;
+    /// use lrp_net::xdp::Umem;
+    ///
+    /// let pool = FramePool::new(4096, 2048, 0)?;
+    /// let umem = Umem::from_pool(&pool)?;
+    /// assert_eq!(umem.frame_count(), 4096);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_pool(pool: &FramePool) -> Result<Umem, XdpError> {
+        let config = UmemConfig {
+            frame_size: pool.frame_size(),
+            headroom: pool.headroom(),
+        };
+        let area = pool.umem_area();
+        if !area.len().is_multiple_of(sys::page_size()) {
+            return Err(XdpError::InvalidConfig(format!(
+                "a UMEM must be a whole number of pages: {} frames of {} bytes are not \
+                 (with 2048-byte frames use an even frame count)",
+                pool.frame_count(),
+                pool.frame_size()
+            )));
+        }
+        // SAFETY: the area is the pool's own page-aligned mapping, kept mapped by the pool
+        // handle stored in the Umem (and cloned into every queue and socket). The kernel
+        // accesses only chunks posted to a fill or TX ring; through this Umem the safe API
+        // posts only chunks the pool moved to its *kernel* state (no `Frame` refers to
+        // them: see the module docs), and the raw posting functions are `unsafe`.
+        unsafe { Self::register(area, config, Some(pool.clone())) }
+    }
+
     /// # Safety
     ///
-    /// As [`Umem::new`]; `keep` may be what keeps `area` mapped.
-    pub(crate) unsafe fn with_keepalive(
+    /// As [`Umem::new`]; if `pool` is given, `area` is its area.
+    unsafe fn register(
         area: NonNull<[u8]>,
         config: UmemConfig,
-        keep: Option<Arc<dyn Send + Sync>>,
+        pool: Option<FramePool>,
     ) -> Result<Umem, XdpError> {
         let fs = config.frame_size;
         if !fs.is_power_of_two() || !(2048..=4096).contains(&fs) {
@@ -293,7 +340,7 @@ impl Umem {
                 frame_count,
                 len: bytes,
                 umem_fd_taken: AtomicBool::new(false),
-                _keep: keep,
+                pool,
             }),
         })
     }
@@ -301,6 +348,27 @@ impl Umem {
     /// The geometry.
     pub fn config(&self) -> UmemConfig {
         self.inner.config
+    }
+
+    /// Whether `other` is a handle on the same registered UMEM.
+    pub fn same(&self, other: &Umem) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// The frame pool this UMEM was registered over ([`Umem::from_pool`]); `None` for
+    /// caller memory.
+    pub fn pool(&self) -> Option<&FramePool> {
+        self.inner.pool.as_ref()
+    }
+
+    fn require_pool(&self) -> Result<&FramePool, XdpError> {
+        self.pool().ok_or_else(|| {
+            XdpError::InvalidConfig(
+                "this UMEM is caller memory (Umem::new): frame operations need a UMEM made \
+                 with Umem::from_pool"
+                    .into(),
+            )
+        })
     }
 
     /// Chunk size in bytes.
@@ -536,9 +604,62 @@ impl XskQueue {
         self.ring_size
     }
 
+    /// Post free chunks of the UMEM's pool for reception (**free → kernel**): up to `max`,
+    /// as many as the fill ring has room for and the pool has free. Returns how many.
+    /// Fails only for a UMEM without a pool.
+    pub fn fill_from_pool(&mut self, max: usize) -> Result<usize, XdpError> {
+        let pool = self.umem.require_pool()?.clone();
+        let want = u32::try_from(max).unwrap_or(u32::MAX);
+        if want == 0 {
+            return Ok(0);
+        }
+        let mut w = self.device.fill(want);
+        let mut posted = 0;
+        // The iterator stops at the ring's room (`insert` takes at most `capacity`) or
+        // when the pool runs dry; a chunk taken is always inserted.
+        let room = w.capacity();
+        let n = w.insert(std::iter::from_fn(|| {
+            if posted == room {
+                return None;
+            }
+            let chunk = pool.take_for_kernel()?;
+            posted += 1;
+            Some(chunk)
+        }));
+        w.commit();
+        debug_assert_eq!(n, posted);
+        Ok(n as usize)
+    }
+
+    /// Return transmitted chunks from the completion ring to the UMEM's pool (**kernel →
+    /// free**): up to `max`. Returns how many were taken from the ring (an address the
+    /// pool refuses — never posted, or completed twice — is counted as a violation in
+    /// its census and otherwise ignored). Fails only for a UMEM without a pool.
+    pub fn complete_to_pool(&mut self, max: u32) -> Result<u32, XdpError> {
+        let pool = self.umem.require_pool()?.clone();
+        if max == 0 {
+            return Ok(0);
+        }
+        let mut r = self.device.complete(max);
+        let mut n = 0;
+        while let Some(addr) = r.read() {
+            let _ = pool.release_from_kernel(addr);
+            n += 1;
+        }
+        r.release();
+        Ok(n)
+    }
+
     /// Post chunks for reception: as many addresses from the front of `addrs` as the
     /// fill ring has room for. Returns how many were posted (a prefix of `addrs`).
-    pub fn fill(&mut self, addrs: &[u64]) -> usize {
+    ///
+    /// # Safety
+    ///
+    /// Every address must lie in a chunk the caller owns and does not access (no
+    /// reference to its bytes, no `Frame` of a pool) until the kernel hands it back in an
+    /// RX ring: the kernel writes into it concurrently. Over a pool, use
+    /// [`fill_from_pool`](Self::fill_from_pool) instead.
+    pub unsafe fn fill(&mut self, addrs: &[u64]) -> usize {
         let want = u32::try_from(addrs.len()).unwrap_or(u32::MAX);
         if want == 0 {
             return 0;
@@ -653,10 +774,87 @@ impl XskSocket {
         self.rx_size
     }
 
+    /// Take up to `max` received frames from the RX ring as [`Frame`]s of the UMEM's pool
+    /// (**kernel → held**), appending them to `out`. Returns how many descriptors were
+    /// taken; a descriptor the pool refuses (out of bounds, or a chunk that was not
+    /// posted) is counted as a violation in its census and dropped. Fails only for a UMEM
+    /// without a pool.
+    pub fn receive_frames(&mut self, max: u32, out: &mut Vec<Frame>) -> Result<u32, XdpError> {
+        let pool = self.umem.require_pool()?.clone();
+        Ok(self.receive_each(&pool, max, |f| out.push(f)))
+    }
+
+    /// [`receive_frames`](Self::receive_frames) handing each frame to `sink`; `pool`
+    /// must be this socket's UMEM's pool (the caller checked).
+    pub(crate) fn receive_each(
+        &mut self,
+        pool: &FramePool,
+        max: u32,
+        mut sink: impl FnMut(Frame),
+    ) -> u32 {
+        debug_assert!(self.umem.pool().is_some_and(|p| p.same_pool(pool)));
+        if max == 0 {
+            return 0;
+        }
+        let mut r = self.rx.receive(max);
+        let mut n = 0;
+        while let Some(d) = r.read() {
+            if let Ok(f) = pool.frame_from_kernel(pool::Desc {
+                addr: d.addr,
+                len: d.len,
+            }) {
+                sink(f);
+            }
+            n += 1;
+        }
+        r.release();
+        n
+    }
+
+    /// Queue frames from the front of `frames` for transmission (**held → kernel**): as
+    /// many as the TX ring has room for; they are removed from `frames`. Returns how many.
+    /// Call [`XskSocket::kick`] afterwards; the chunks come back through the queue's
+    /// completion ring ([`XskQueue::complete_to_pool`]).
+    ///
+    /// Fails for a UMEM without a pool, or if a frame to be sent belongs to another pool
+    /// (nothing is queued then).
+    pub fn transmit_frames(&mut self, frames: &mut Vec<Frame>) -> Result<usize, XdpError> {
+        let pool = self.umem.require_pool()?;
+        let want = u32::try_from(frames.len()).unwrap_or(u32::MAX);
+        if want == 0 {
+            return Ok(0);
+        }
+        let mut w = self.tx.transmit(want);
+        let k = (w.capacity() as usize).min(frames.len());
+        if frames[..k].iter().any(|f| !pool.owns(f)) {
+            return Err(XdpError::InvalidConfig(
+                "a frame of another pool cannot be sent through this UMEM".into(),
+            ));
+        }
+        let n = w.insert(frames.drain(..k).map(|f| {
+            let d = f.into_kernel();
+            XdpDesc {
+                addr: d.addr,
+                len: d.len,
+                options: 0,
+            }
+        }));
+        w.commit();
+        debug_assert_eq!(n as usize, k);
+        Ok(k)
+    }
+
     /// Queue frames for transmission: as many descriptors from the front of `descs` as
     /// the TX ring has room for. Returns how many (a prefix). Call [`XskSocket::kick`]
     /// afterwards; the chunks come back through the queue's completion ring.
-    pub fn transmit(&mut self, descs: &[Desc]) -> usize {
+    ///
+    /// # Safety
+    ///
+    /// Every descriptor must lie in one chunk the caller owns and does not write (no
+    /// mutable reference to its bytes, no `Frame` of a pool) until the chunk comes back
+    /// through the completion ring: the kernel reads it concurrently. Over a pool, use
+    /// [`transmit_frames`](Self::transmit_frames) instead.
+    pub unsafe fn transmit(&mut self, descs: &[Desc]) -> usize {
         let want = u32::try_from(descs.len()).unwrap_or(u32::MAX);
         if want == 0 {
             return 0;

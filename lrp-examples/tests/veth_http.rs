@@ -1,0 +1,500 @@
+//! The HTTP examples on a real veth pair with AF_XDP, against Linux programs in the peer
+//! namespace: curl, wrk, kernel TCP clients, nginx.
+//!
+//! Every test builds its own [`TestNet`], takes the local address away from the local
+//! kernel (the lrp stack owns it) and runs the lrp side inside the local namespace —
+//! the example binaries under `ip netns exec`, or the library on a thread that entered
+//! the namespace. Every wait is bounded; `testnet::require` makes a missing capability a
+//! loud skip (or a failure with `LRP_REQUIRE_XDP=1`).
+//!
+//! * `curl` fetches 0 B, 1 KiB, 64 KiB and 1 MiB objects from the `http-server` binary,
+//!   byte-identical, over keep-alive and one connection per request.
+//! * Backlog: 200 sequential and 64 concurrent Linux clients are all accepted and
+//!   served, then `wrk` runs for 5 s with `Connection: close` without a single error.
+//! * Client direction: the `http-get` binary fetches a file from nginx, in every mode.
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream as LinuxTcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use lrp_examples::http::{fetch, serve_connection, ServerConfig};
+use lrp_examples::object::{self, ObjectSource};
+use lrp_net::stack::{Stack, StackConfig, TcpListener};
+use lrp_net::testnet::{self, NetNs, TestNet, TestNetConfig};
+use lrp_net::{Mode, Nic, NicConfig};
+
+/// A test network whose local kernel does not own the local address.
+fn network() -> TestNet {
+    let net = TestNet::new(&TestNetConfig::default()).expect("test network");
+    let local = net.local();
+    local
+        .ns()
+        .exec("ip", &["addr", "flush", "dev", local.ifname()])
+        .expect("flush the local kernel's address");
+    net
+}
+
+/// The lrp address of `net` as the examples take it.
+fn cidr(net: &TestNet) -> String {
+    format!("{}/24", net.local().ipv4())
+}
+
+/// A scratch directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "lrp-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A program started in a namespace, killed (by its pid) and reaped on drop.
+struct Background {
+    child: Child,
+    what: String,
+}
+
+impl Background {
+    /// Start `program args` in `ns` (`ip netns exec` execs the program itself, so the
+    /// child's pid is the program's). Its stderr is forwarded to ours, line by line; the
+    /// first line containing `ready` (if any) is awaited, at most 10 s.
+    fn start(ns: &NetNs, program: &str, args: &[&str], ready: Option<&str>) -> Background {
+        let what = format!("{program} {}", args.join(" "));
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns.name(), program])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {what}: {e}"));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let marker = ready.map(str::to_owned);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("  | {line}");
+                if marker.as_deref().is_some_and(|m| line.contains(m)) {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let mut bg = Background { child, what };
+        if ready.is_some() && rx.recv_timeout(Duration::from_secs(10)).is_err() {
+            let status = bg.child.try_wait();
+            panic!("{} did not become ready: {status:?}", bg.what);
+        }
+        bg
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Run a command in `ns`, bounded by its own timeout options; its stdout, or a panic with
+/// its stderr.
+fn exec(ns: &NetNs, program: &str, args: &[&str]) -> String {
+    match ns.exec(program, args) {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Err(e) => panic!("{program} {}: {e}", args.join(" ")),
+    }
+}
+
+/// Wait (at most 10 s) until a TCP connection from `ns` to `to` succeeds.
+fn wait_for_tcp(ns: &NetNs, to: SocketAddr) {
+    let ok = ns
+        .run(move || {
+            let end = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < end {
+                if LinuxTcpStream::connect_timeout(&to, Duration::from_millis(500)).is_ok() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            false
+        })
+        .expect("a thread in the namespace");
+    assert!(ok, "{to} never accepted a connection");
+}
+
+fn check_object(body: &[u8], size: usize, what: &str) {
+    assert_eq!(body.len(), size, "{what}: body length");
+    assert_eq!(object::verify(0, body), None, "{what}: body differs");
+}
+
+#[test]
+fn curl_fetches_objects_from_the_http_server_binary() {
+    if !testnet::require("curl_fetches_objects_from_the_http_server_binary") {
+        return;
+    }
+    const SIZES: [usize; 4] = [0, 1024, 64 * 1024, 1 << 20];
+    let net = network();
+    let ip = net.local().ipv4();
+    let _server = Background::start(
+        net.local().ns(),
+        env!("CARGO_BIN_EXE_http-server"),
+        &[
+            "--iface",
+            net.local().ifname(),
+            "--ip",
+            &cidr(&net),
+            "--port",
+            "80",
+            "--mode",
+            "ni",
+        ],
+        Some("listening on"),
+    );
+    let dir = TempDir::new("curl");
+    let file = |tag: &str, size: usize| dir.path().join(format!("{tag}-{size}"));
+    // All four on one keep-alive connection (curl reuses it for URLs of one host) ...
+    let mut args: Vec<String> = ["-sS", "--fail", "--max-time", "20"]
+        .map(String::from)
+        .to_vec();
+    for size in SIZES {
+        args.push(format!("http://{ip}/obj/{size}"));
+        args.push("-o".into());
+        args.push(file("ka", size).display().to_string());
+    }
+    args.push("-w".into());
+    args.push("%{num_connects} ".into());
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let connects = exec(net.peer().ns(), "curl", &a);
+    eprintln!("curl keep-alive: new connections per transfer: {connects}");
+    let connects: Vec<u32> = connects
+        .split_whitespace()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert_eq!(
+        connects.iter().sum::<u32>(),
+        1,
+        "one connection for all four"
+    );
+    // ... and each on its own HTTP/1.0 connection.
+    for size in SIZES {
+        let out = file("close", size).display().to_string();
+        let url = format!("http://{ip}/obj/{size}");
+        let status = exec(
+            net.peer().ns(),
+            "curl",
+            &[
+                "-sS",
+                "--fail",
+                "-0",
+                "--max-time",
+                "20",
+                "-o",
+                &out,
+                "-w",
+                "%{http_code}",
+                &url,
+            ],
+        );
+        assert_eq!(status, "200");
+    }
+    for size in SIZES {
+        for tag in ["ka", "close"] {
+            let body = std::fs::read(file(tag, size)).expect("curl's output");
+            check_object(&body, size, &format!("curl {tag} /obj/{size}"));
+        }
+    }
+}
+
+/// An in-process HTTP server on a stack in the local namespace, serving until dropped.
+struct Server {
+    stop: Arc<AtomicBool>,
+    served: Arc<AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<TcpListener>>,
+}
+
+impl Server {
+    fn start(listener: TcpListener) -> Server {
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(AtomicUsize::new(0));
+        let (s, n) = (Arc::clone(&stop), Arc::clone(&served));
+        let thread = std::thread::spawn(move || {
+            let cfg = Arc::new(ServerConfig::default());
+            let src = Arc::new(ObjectSource::new(16 * 1024));
+            while !s.load(Ordering::Acquire) {
+                let (mut conn, peer) = match listener.accept_timeout(Duration::from_millis(100)) {
+                    Ok(c) => c,
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+                    Err(e) => panic!("accept: {e}"),
+                };
+                let (cfg, src, n) = (Arc::clone(&cfg), Arc::clone(&src), Arc::clone(&n));
+                std::thread::spawn(move || {
+                    let _ = conn.set_nodelay(true);
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                    match serve_connection(&mut conn, &cfg, &src) {
+                        Ok(_) => {
+                            n.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => eprintln!("server: {peer}: {e}"),
+                    }
+                });
+            }
+            listener
+        });
+        Server {
+            stop,
+            served,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) -> TcpListener {
+        self.stop.store(true, Ordering::Release);
+        let t = self.thread.take().expect("running");
+        t.join().expect("server thread")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One `GET /obj/<size>` from a kernel TCP socket; panics on any failure.
+fn linux_get(to: SocketAddr, size: usize, what: &str) {
+    let mut s = LinuxTcpStream::connect_timeout(&to, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{what}: connect: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let r = fetch(
+        &mut s,
+        &to.to_string(),
+        &format!("/obj/{size}"),
+        false,
+        1 << 20,
+    )
+    .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(r.head.status, 200, "{what}");
+    check_object(&r.body, size, what);
+}
+
+/// wrk's summary: (requests, the error lines it printed).
+fn parse_wrk(out: &str) -> (u64, Vec<String>) {
+    let requests = out
+        .lines()
+        .find_map(|l| {
+            // "  12345 requests in 5.00s, 14.00MB read"
+            let (n, rest) = l.trim().split_once(' ')?;
+            rest.starts_with("requests in").then(|| n.parse().ok())?
+        })
+        .unwrap_or(0);
+    let errors = out
+        .lines()
+        .filter(|l| l.contains("Socket errors") || l.contains("Non-2xx"))
+        .map(|l| l.trim().to_owned())
+        .collect();
+    (requests, errors)
+}
+
+#[test]
+fn backlog_of_sequential_and_concurrent_linux_clients_then_wrk_without_errors() {
+    if !testnet::require("backlog_of_sequential_and_concurrent_linux_clients_then_wrk") {
+        return;
+    }
+    const SEQUENTIAL: usize = 200;
+    const CONCURRENT: usize = 64;
+    let net = network();
+    let local = net.local();
+    let (ifname, ip, mac) = (local.ifname().to_owned(), local.ipv4(), local.mac());
+    let stack = local
+        .ns()
+        .run(move || -> Result<Stack, String> {
+            let nic = Nic::open(&ifname, NicConfig::default().mode(Mode::NiLrp))
+                .map_err(|e| format!("Nic::open({ifname}): {e}"))?;
+            Stack::new(nic, StackConfig::new(ip, 24).mac(mac)).map_err(|e| e.to_string())
+        })
+        .expect("a thread in the local namespace")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let to = SocketAddr::from((ip, 80));
+    let listener = stack.tcp_listen(to, 128).unwrap();
+    let server = Server::start(listener);
+
+    // 200 sequential connections from one Linux client thread.
+    net.peer()
+        .ns()
+        .run(move || {
+            for i in 0..SEQUENTIAL {
+                linux_get(to, 100 + i, &format!("sequential {i}"));
+            }
+        })
+        .expect("a thread in the peer namespace");
+
+    // 64 concurrent connections: all established before any request is sent.
+    let barrier = Arc::new(Barrier::new(CONCURRENT));
+    let clients: Vec<_> = (0..CONCURRENT)
+        .map(|i| {
+            let b = Arc::clone(&barrier);
+            net.peer().ns().spawn(move || {
+                let mut s = LinuxTcpStream::connect_timeout(&to, Duration::from_secs(10))
+                    .unwrap_or_else(|e| panic!("concurrent {i}: connect: {e}"));
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                b.wait();
+                let size = 4096 + i;
+                let r = fetch(&mut s, "lrp", &format!("/obj/{size}"), false, 1 << 20)
+                    .unwrap_or_else(|e| panic!("concurrent {i}: {e}"));
+                assert_eq!(r.head.status, 200);
+                check_object(&r.body, size, &format!("concurrent {i}"));
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client thread").expect("peer namespace");
+    }
+    let served_before_wrk = server.served.load(Ordering::Relaxed);
+
+    // wrk: 5 s of one request per connection.
+    let url = format!("http://{ip}/obj/1024");
+    let out = exec(
+        net.peer().ns(),
+        "wrk",
+        &[
+            "-t2",
+            "-c16",
+            "-d5s",
+            "--timeout",
+            "5s",
+            "-H",
+            "Connection: close",
+            &url,
+        ],
+    );
+    eprintln!("wrk:\n{out}");
+    let (requests, errors) = parse_wrk(&out);
+    let listener = server.stop();
+    let stats = listener.stats();
+    eprintln!(
+        "listener: accepted {} | {stats:?}\nnic: {:?}",
+        listener.accepted(),
+        stack.nic().stats()
+    );
+    assert!(errors.is_empty(), "wrk reported errors: {errors:?}");
+    assert!(requests > 0, "wrk completed no request");
+    assert!(
+        served_before_wrk >= SEQUENTIAL + CONCURRENT,
+        "served {served_before_wrk}"
+    );
+    assert!(listener.accepted() >= (SEQUENTIAL + CONCURRENT) as u64 + requests);
+    assert_eq!(stats.backlog_full, 0, "no SYN was refused");
+}
+
+#[test]
+fn http_get_fetches_a_file_from_nginx_in_every_mode() {
+    if !testnet::require("http_get_fetches_a_file_from_nginx_in_every_mode") {
+        return;
+    }
+    const SIZE: usize = 1 << 20;
+    for mode in ["ni", "soft", "eager"] {
+        let net = network();
+        let peer_ip: Ipv4Addr = net.peer().ipv4();
+        let dir = TempDir::new("nginx");
+        let www = dir.path().join("www");
+        std::fs::create_dir_all(&www).unwrap();
+        let mut body = vec![0u8; SIZE];
+        object::fill(0, &mut body);
+        std::fs::write(www.join("big.bin"), &body).unwrap();
+        std::fs::write(www.join("small.txt"), &body[..1000]).unwrap();
+        let d = dir.path().display();
+        // One process, no user switch: nginx runs as the test's user in the peer namespace.
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log;\nevents {{ worker_connections 64; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  \
+             proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  \
+             uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
+             server {{ listen {peer_ip}:8080; root {d}/www; }}\n}}\n"
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let conf_path = conf_path.display().to_string();
+        let prefix = format!("{d}/");
+        let error_log = format!("{d}/error.log");
+        let _nginx = Background::start(
+            net.peer().ns(),
+            "nginx",
+            &["-p", &prefix, "-e", &error_log, "-c", &conf_path],
+            None,
+        );
+        let server = SocketAddr::from((peer_ip, 8080));
+        wait_for_tcp(net.peer().ns(), server);
+        let server = server.to_string();
+        let get = |path: &str, size: usize, extra: &[&str]| {
+            let size = size.to_string();
+            let cidr = cidr(&net);
+            let mut args = vec![
+                "--iface",
+                net.local().ifname(),
+                "--ip",
+                &cidr,
+                "--mode",
+                mode,
+                "--server",
+                &server,
+                "--path",
+                path,
+                "--expect-size",
+                &size,
+                "--verify-object",
+                "--timeout-ms",
+                "10000",
+            ];
+            args.extend_from_slice(extra);
+            let out = exec(net.local().ns(), env!("CARGO_BIN_EXE_http-get"), &args);
+            eprintln!("{mode}: {}", out.trim());
+            assert!(out.contains("all 200, bodies verified"), "{mode}: {out}");
+        };
+        get("/big.bin", SIZE, &[]);
+        get("/small.txt", 1000, &["--count", "5", "--keep-alive"]);
+        get("/small.txt", 1000, &["--count", "5"]);
+    }
+}
+
+#[test]
+fn wrk_output_is_parsed() {
+    let clean = "Running 5s test @ http://10.77.0.1/obj/1024\n  2 threads and 16 connections\n  \
+                 Thread Stats   Avg      Stdev     Max   +/- Stdev\n    Latency     1.20ms  \
+                 300.00us   9.00ms   90.00%\n  12345 requests in 5.00s, 14.00MB read\n\
+                 Requests/sec:   2469.00\nTransfer/sec:      2.80MB\n";
+    assert_eq!(parse_wrk(clean), (12345, vec![]));
+    let bad = format!(
+        "{clean}  Socket errors: connect 0, read 3, write 0, timeout 0\n  Non-2xx or 3xx \
+         responses: 5\n"
+    );
+    let (n, errors) = parse_wrk(&bad);
+    assert_eq!(n, 12345);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(parse_wrk("unable to connect").0, 0);
+}
