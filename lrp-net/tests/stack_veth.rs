@@ -152,7 +152,12 @@ fn udp_echo_to_a_linux_client_in_every_mode() {
         assert_eq!(got, want, "{mode:?}");
         let sock = server.join().unwrap().expect("echo server");
         let s = sock.stats();
-        eprintln!("{mode:?}: echo socket {s:?}");
+        eprintln!(
+            "{mode:?}: echo socket: {} in, {} out, {:.2} ms CPU charged",
+            s.packets,
+            s.tx_packets,
+            s.cpu_ns as f64 / 1e6
+        );
         assert_eq!(s.delivered, (ROUNDS + BURST) as u64, "{mode:?}");
         assert_eq!(s.tx_packets, (ROUNDS + BURST) as u64, "{mode:?}");
         assert_eq!(
@@ -202,8 +207,16 @@ fn closed_ports_refuse_linux_clients_in_every_mode() {
             std::io::ErrorKind::ConnectionRefused,
             "{mode:?}: {err}"
         );
+        // The frames left before the counters were updated: wait (bounded) for them.
+        let end = Instant::now() + Duration::from_secs(2);
+        while v.stack.control_stats().tx_packets < 3 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let c = v.stack.control_stats();
-        eprintln!("{mode:?}: control channel {c:?}");
+        eprintln!(
+            "{mode:?}: control channel: {} frames in, {} out",
+            c.packets, c.tx_packets
+        );
         assert!(c.tx_packets >= 3, "{mode:?}: ARP reply, RST, ICMP: {c:?}");
     }
 }
@@ -361,7 +374,7 @@ fn bad_input_during_a_transfer_is_counted_and_the_transfer_completes() {
     }
     const TOTAL: usize = 24 << 20;
     const COUNT: u64 = 6;
-    for mode in [Mode::NiLrp, Mode::SoftLrp] {
+    for mode in MODES {
         let v = Veth::open(mode, |c| c);
         let listener = v.stack.tcp_listen(v.addr(5000), 4).unwrap();
         let server = std::thread::spawn(move || {
@@ -408,20 +421,36 @@ fn bad_input_during_a_transfer_is_counted_and_the_transfer_completes() {
             std::io::Result::Ok(got)
         });
         let before_malformed = nic_malformed(&v.stack);
+        let before_nic_bad = v.stack.nic().stats().account.drops(DropReason::BadChecksum);
         let before_control = v.stack.control_stats();
         let inj = run_injector(&v, client_port, 5000, 5999, COUNT);
         injected.store(true, Ordering::Release);
         let got = reader.join().unwrap().expect("reading the transfer");
         let conn = server.join().unwrap().expect("serving the transfer");
         assert_eq!(got, TOTAL, "{mode:?}: the transfer completed intact");
-        eprintln!("{mode:?}: connection {conn:?}");
+        let nic_bad = v.stack.nic().stats().account.drops(DropReason::BadChecksum) - before_nic_bad;
+        eprintln!(
+            "{mode:?}: connection: {} frames in, {} out, bad checksum {} (NIC: {nic_bad}), \
+             {:.1} ms CPU charged",
+            conn.packets,
+            conn.tx_packets,
+            conn.bad_checksum,
+            conn.cpu_ns as f64 / 1e6
+        );
         assert_eq!(inj.bad_checksum, COUNT, "{mode:?}: {inj:?}");
         assert_eq!(inj.oow_rst, COUNT);
         assert_eq!(inj.closed_syn, COUNT);
         assert_eq!(inj.truncated, COUNT);
-        // Bad checksums: found by the connection's own lazy verification.
-        assert_eq!(conn.bad_checksum, COUNT, "{mode:?}: {conn:?}");
-        assert_eq!(conn.drops(DropReason::BadChecksum), COUNT);
+        if mode == Mode::Eager {
+            // Bad checksums: found by the eager poll step, before any endpoint.
+            assert_eq!(nic_bad, COUNT, "{mode:?}");
+            assert_eq!(conn.bad_checksum, 0, "{mode:?}: {conn:?}");
+        } else {
+            // Bad checksums: found by the connection's own lazy verification.
+            assert_eq!(conn.bad_checksum, COUNT, "{mode:?}: {conn:?}");
+            assert_eq!(conn.drops(DropReason::BadChecksum), COUNT);
+            assert_eq!(nic_bad, 0, "{mode:?}");
+        }
         // Out-of-window RSTs reached the connection (its own channel) and did not reset
         // it: the transfer above completed.
         assert!(conn.packets > COUNT, "{mode:?}");
@@ -434,7 +463,10 @@ fn bad_input_during_a_transfer_is_counted_and_the_transfer_completes() {
         );
         // Truncated frames: dropped as malformed before any endpoint.
         let malformed = nic_malformed(&v.stack) - before_malformed;
-        eprintln!("{mode:?}: malformed drops {malformed}, control {control:?}");
+        eprintln!(
+            "{mode:?}: malformed drops {malformed}; control channel: {} frames in, {} out",
+            control.packets, control.tx_packets
+        );
         assert_eq!(malformed, COUNT, "{mode:?}");
     }
 }
@@ -484,11 +516,14 @@ fn accounting_run(v: &Veth, flood: u64, light: u64) -> (Receiver, Receiver, u64)
     let quiet = Arc::new(v.stack.udp_bind(v.addr(9001), 64).unwrap());
     let done = Arc::new(AtomicBool::new(false));
     let eager0 = v.stack.eager_stats().cpu_ns;
-    let spawn = |s: &Arc<UdpSocket>| {
+    let spawn = |s: &Arc<UdpSocket>, name: &str| {
         let (s, d) = (Arc::clone(s), Arc::clone(&done));
-        std::thread::spawn(move || receive_run(&s, &d))
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || receive_run(&s, &d))
+            .unwrap()
     };
-    let (fa, qa) = (spawn(&flooded), spawn(&quiet));
+    let (fa, qa) = (spawn(&flooded, "rx-flooded"), spawn(&quiet, "rx-quiet"));
     // The light traffic: one datagram every 5 ms from a kernel socket in the peer.
     let light_sender = v.peer_udp();
     let quiet_addr = v.addr(9001);
@@ -585,11 +620,18 @@ fn cpu_is_charged_to_the_flooded_socket_in_ni_lrp_and_to_the_eager_step_in_eager
         quiet.charged_ns as f64 / 1e6,
     );
     assert!(flooded.datagrams > 1000, "{flooded:?}");
+    // The socket pays only for copying datagrams out of its buffer; the protocol work of
+    // every flood frame (verification, UDP) was done, and paid for, by the eager step.
     assert!(
-        eager > 10 * flooded.charged_ns.max(100_000),
+        eager > 3 * flooded.charged_ns,
         "EAGER: the flood's processing should land on the eager step ({eager} ns), not the \
          socket ({} ns)",
         flooded.charged_ns
+    );
+    assert!(
+        eager / flooded.datagrams > 500,
+        "EAGER: the eager step spent only {} ns per delivered datagram",
+        eager / flooded.datagrams
     );
 }
 
@@ -655,7 +697,12 @@ fn lrp_client_exchanges_data_with_a_linux_server() {
         let stats = conn.stats();
         conn.close(Duration::from_secs(5)).unwrap();
         assert_eq!(echo.join().unwrap().unwrap(), TOTAL);
-        eprintln!("{mode:?}: client connection {stats:?}");
+        eprintln!(
+            "{mode:?}: client connection: {} frames in, {} out, {:.1} ms CPU charged",
+            stats.packets,
+            stats.tx_packets,
+            stats.cpu_ns as f64 / 1e6
+        );
         assert_eq!(stats.bad_checksum + stats.malformed, 0, "{mode:?}");
     }
 }

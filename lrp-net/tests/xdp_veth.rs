@@ -287,9 +287,9 @@ fn soft_mode(mode: AttachMode) {
         .run(|| {
             let mut rig = Rig::new(&net, mode, &[4096]);
             // In SOFT mode the rule that claims a frame does not choose its slot: port 9000
-            // (listener, slot 0) and 9001/9002 (unclaimed UDP to a host address: the host
-            // rule, slot 0 as well) all go to the soft slot.
-            rig.listen(&net, ports[0], 0);
+            // (a listener naming slot 5, which has no socket) and 9001/9002 (unclaimed UDP
+            // to a host address: the host rule) all go to the soft slot.
+            rig.listen(&net, ports[0], 5);
             let soft = DemuxConfig {
                 mode: DemuxMode::Soft { slot: 0 },
                 default: DefaultAction::Pass,

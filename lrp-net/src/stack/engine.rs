@@ -212,9 +212,10 @@ pub(crate) struct StepOutcome {
     pub(crate) admitted: usize,
     /// Frames smoltcp processed (admitted ones and synthesized ARP replies).
     pub(crate) ingested: usize,
-    /// CPU nanoseconds this thread spent on the protocol work of the step (verification,
-    /// smoltcp ingress and egress), not counting the NIC's poll step that `recv_batch`
-    /// may run: the caller charges it to whom the work was for.
+    /// CPU nanoseconds this thread spent on the endpoint's work in the step (taking its
+    /// frames off its channel, verification, smoltcp ingress and egress), not counting the
+    /// NIC's poll step that `recv_batch` runs on an empty channel: the caller charges it to
+    /// whom the work was for.
     pub(crate) cpu_ns: u64,
     /// Whether smoltcp reported a possible socket state change.
     pub(crate) changed: bool,
@@ -408,14 +409,21 @@ impl Engine {
     pub(crate) fn step(&mut self, stack: &StackInner, io: &StepIo<'_>) -> StepOutcome {
         let mut out = StepOutcome::default();
         let mut scratch = std::mem::take(&mut self.scratch);
+        let mut meter = None;
         if let Some(source) = io.source {
             if io.max_frames > 0 {
+                // Taking the endpoint's own frames off its channel (its NI-LRP ring, its
+                // soft channel) is the endpoint's work. On an empty channel `recv_batch`
+                // runs the NIC's poll step for everybody instead, which is not: measure
+                // only when frames are waiting (only this endpoint takes from its channel,
+                // so they are still there).
+                if !source.is_empty() {
+                    meter = Some(CpuMeter::start());
+                }
                 out.pulled = source.recv_batch(io.max_frames, &mut scratch);
             }
         }
-        // The protocol work starts here: taking frames off the channel may have run the
-        // NIC's poll step for everybody, which is not this endpoint's work.
-        let meter = CpuMeter::start();
+        let meter = meter.unwrap_or_else(CpuMeter::start);
         for frame in scratch.drain(..) {
             if self.admit(stack, frame, io.account) {
                 out.admitted += 1;

@@ -18,12 +18,16 @@
 //!
 //! In [`Mode::NiLrp`] and [`Mode::SoftLrp`] a frame waits, unprocessed, in its endpoint's
 //! channel until the endpoint's owner calls in: `recv_from`, `accept`, `read`, `write`.
-//! That call verifies the checksums ([`lrp_core::wire::verify`]; failures counted by
-//! reason on the endpoint's account) and runs smoltcp's ingress and egress, on the
+//! That call takes the frames off the channel, verifies the checksums
+//! ([`lrp_core::wire::verify`]; failures counted by reason on the endpoint's account),
+//! runs smoltcp's ingress and egress and copies the data out to the application, on the
 //! caller's thread. The thread CPU time of that work (`CLOCK_THREAD_CPUTIME_ID`, measured
-//! around each step) is charged to the endpoint's account, readable in [`SocketStats`].
-//! A flooded socket's excess is discarded at its own channel before any of this work,
-//! and only its owner pays for the frames it does take.
+//! around each step, see [`thread_cpu_ns`]) is charged to the endpoint's account,
+//! readable in [`SocketStats`]. What the call does for others is not: the NIC's poll step
+//! (refilling the NIC's buffers, moving other endpoints' frames in SOFT-LRP), which a
+//! receiver runs when its channel is empty or before it sleeps. A flooded socket's excess
+//! is discarded at its own channel before any of this work, and only its owner pays for
+//! the frames it does take.
 //!
 //! UDP processing is bounded by room: a receive takes at most as many frames off the
 //! channel as the socket buffer has free slots, so smoltcp never drops a processed
@@ -559,11 +563,14 @@ impl StackInner {
         };
         let ch = &self.control_channel;
         let mut frames = Vec::new();
+        // As in `Engine::step`: taking the channel's frames is its work, the NIC's poll
+        // step that `recv_batch` runs on an empty channel is not.
+        let early = (!ch.is_empty()).then(CpuMeter::start);
         let n = ch.recv_batch(64, &mut frames);
         if n == 0 && engine.staged() == 0 {
             return 0;
         }
-        let meter = CpuMeter::start();
+        let meter = early.unwrap_or_else(CpuMeter::start);
         let account = ch.account();
         let now = Instant::now();
         for frame in frames {

@@ -15,6 +15,7 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::{self, State};
 use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 
+use super::cpu::CpuMeter;
 use super::engine::{Engine, StepIo};
 use super::udp::{cap, wait_endpoint};
 use super::{lock, EagerEndpoint, Lingering, Signal, SocketStats, Stack, StackError, StackInner};
@@ -182,13 +183,16 @@ impl ConnShared {
                     return Ok(0);
                 }
                 self.process(&mut st);
+                // Delivery (out of the socket buffer, into `buf`) is this connection's work.
+                let meter = CpuMeter::start();
                 match st.socket().recv_slice(buf) {
                     Ok(0) => {}
                     Ok(n) => {
                         self.delivered.fetch_add(1, Ordering::Relaxed);
                         self.delivered_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                        // Reading opened the window: tell the peer now if it matters.
                         let account = self.channel.account();
+                        meter.charge(account);
+                        // Reading opened the window: tell the peer now if it matters.
                         let ns = st.engine.egress(&self.stack, &self.channel, account);
                         account.charge_cpu(ns);
                         return Ok(n);
@@ -897,13 +901,16 @@ impl ListenerShared {
         // arrived before its exact rule are forwarded in this same call.
         for _ in 0..8 {
             let mut frames = std::mem::take(&mut st.scratch);
+            // As in `Engine::step`: taking the listener's own frames is its work, the
+            // NIC's poll step that `recv_batch` runs on an empty channel is not.
+            let early = (!self.channel.is_empty()).then(CpuMeter::start);
             let n = self.channel.recv_batch(LISTENER_BATCH, &mut frames);
-            let meter = super::cpu::CpuMeter::start();
+            let meter = early.unwrap_or_else(CpuMeter::start);
             for frame in frames.drain(..) {
                 self.dispatch(st, frame, account);
             }
             st.scratch = frames;
-            cpu += self.drive(st, account);
+            self.drive(st, account);
             cpu += meter.elapsed_ns();
             total += n;
             if n < LISTENER_BATCH {
@@ -982,15 +989,14 @@ impl ListenerShared {
         }
     }
 
-    /// Run every handshake in progress; promote, expire. Returns CPU ns spent.
-    fn drive(&self, st: &mut ListenerState, account: &Account) -> u64 {
+    /// Run every handshake in progress; promote, expire. The caller measures the CPU time.
+    fn drive(&self, st: &mut ListenerState, account: &Account) {
         let stack = &self.stack;
         let now = Instant::now();
-        let mut cpu = 0;
         let mut promote = Vec::new();
         let mut dead = Vec::new();
         for (key, e) in st.embryos.iter_mut() {
-            cpu += e.engine.egress(stack, &self.channel, account);
+            e.engine.egress(stack, &self.channel, account);
             let state = e.engine.sockets.get_mut::<tcp::Socket>(e.handle).state();
             match state {
                 State::SynReceived if now < e.deadline => {}
@@ -1002,7 +1008,7 @@ impl ListenerShared {
         for key in dead {
             if let Some(mut e) = st.embryos.remove(&key) {
                 e.engine.sockets.get_mut::<tcp::Socket>(e.handle).abort();
-                cpu += e.engine.egress(stack, &self.channel, account);
+                e.engine.egress(stack, &self.channel, account);
             }
         }
         for key in promote {
@@ -1026,14 +1032,13 @@ impl ListenerShared {
                     log::warn!("lrp tcp: no channel for accepted connection {key:?}: {err}");
                     account.record_drop(DropReason::Rejected);
                     e.engine.sockets.get_mut::<tcp::Socket>(e.handle).abort();
-                    cpu += e.engine.egress(stack, &self.channel, account);
+                    e.engine.egress(stack, &self.channel, account);
                 }
             }
         }
-        cpu += st.rst.egress(stack, &self.channel, account);
+        st.rst.egress(stack, &self.channel, account);
         st.handed
             .retain(|_, (w, t)| w.strong_count() > 0 && now.duration_since(*t) < HANDOFF_GRACE);
-        cpu
     }
 }
 

@@ -28,7 +28,8 @@ pub enum XdpError {
     /// The interface (driver) does not support XDP in the requested mode.
     #[error(
         "interface `{ifname}` does not support XDP in {mode:?} mode ({source}); \
-         try AttachMode::Skb (generic XDP works on every interface)"
+         use generic (SKB) mode, which works on every interface (`XdpAttach::Skb`, \
+         `AttachMode::Skb`)"
     )]
     ModeNotSupported {
         /// The interface.
@@ -73,7 +74,7 @@ pub enum XdpError {
     /// on both ends of the pair).
     #[error(
         "interface `{ifname}` refuses driver-mode XDP at its MTU ({source}); lower the MTU \
-         on both ends (veth: <= 3000 is safe) or use AttachMode::Skb"
+         on both ends (veth: <= 3000 is safe) or use generic (SKB) mode"
     )]
     MtuTooLargeForDriverMode {
         /// The interface.
@@ -96,8 +97,8 @@ pub enum XdpError {
     /// The (interface, queue) is already bound by an AF_XDP socket with another UMEM.
     #[error(
         "queue {queue} of `{ifname}` is busy: another AF_XDP UMEM is bound to it (EBUSY); \
-         sockets of one queue must share one UMEM (add them with XskQueue::add_socket), or \
-         stop the other user of the queue"
+         sockets of one queue must share one UMEM (one lrp `Nic` per queue; raw layer: add \
+         sockets with XskQueue::add_socket), or stop the other user of the queue"
     )]
     QueueBusy {
         /// The interface.

@@ -1,0 +1,454 @@
+//! `rx_rate` — receive throughput of one channel on a real veth pair, NI-LRP and SOFT-LRP
+//! (and EAGER) against a raw AF_XDP receive-and-drop loop, in one run.
+//!
+//! ```text
+//! sudo cargo run --release -p lrp-benches --bin rx_rate -- RESULTS_DIR [options]
+//!
+//!   --reps N        repetitions of every variant, interleaved (default 5)
+//!   --seconds S     flood duration per run (default 2)
+//!   --senders K     kernel UDP sender threads in the peer namespace (default 2)
+//!   --attach MODE   skb | driver (default skb)
+//! ```
+//!
+//! It builds a test network (two namespaces joined by a veth pair, see
+//! `lrp_net::testnet`), then, for every repetition and every variant in a rotating order,
+//! floods UDP datagrams from kernel sockets in the peer namespace to one port of the
+//! local end for a fixed time, as fast as the senders go, and counts the frames that
+//! reach the receiver:
+//!
+//! * `raw` — `lrp_net::xdp::baseline::rx_drop`: the XDP program (NI mode, a listener on
+//!   the port) redirects to one AF_XDP socket; the loop takes each descriptor and posts
+//!   the chunk straight back to the fill ring. The cheapest possible receiver.
+//! * `ni-lrp`, `soft-lrp`, `eager` — `Nic::open` in that mode, one channel with a listener
+//!   rule on the port, and a receiver thread that takes frames with `Channel::recv_batch`
+//!   (running the poll step itself when its channel is empty, as an application would)
+//!   and drops them.
+//!
+//! The rate of a run is frames received over the time from the first frame to the last.
+//! The table shows the median over the repetitions and the ratio of each variant's median
+//! to the raw loop's; the CSV (`RESULTS_DIR/rx_rate.csv`) has every run. Rates on small
+//! VMs vary by tens of percent from run to run: compare the ratios of one run, not
+//! absolute numbers across runs.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use lrp_core::demux::{ChannelId, Listener, ListenerKey};
+use lrp_core::flow::Proto;
+use lrp_net::pool::FramePool;
+use lrp_net::testnet::{self, TestNet, TestNetConfig, UdpFlood, UdpSendReport};
+use lrp_net::xdp::baseline::{rx_drop, RxDropConfig};
+use lrp_net::xdp::{
+    interface_index, AttachMode, LrpXdp, ProgramConfig, QueueConfig, SocketConfig, Umem, XskQueue,
+};
+use lrp_net::{Mode, Nic, NicConfig, Rule, XdpAttach};
+
+const PORT: u16 = 9000;
+const PAYLOAD: usize = 64;
+const FRAMES: u32 = 8192;
+const RING: u32 = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Raw,
+    Nic(Mode),
+}
+
+impl Variant {
+    const ALL: [Variant; 4] = [
+        Variant::Raw,
+        Variant::Nic(Mode::NiLrp),
+        Variant::Nic(Mode::SoftLrp),
+        Variant::Nic(Mode::Eager),
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Raw => "raw",
+            Variant::Nic(Mode::NiLrp) => "ni-lrp",
+            Variant::Nic(Mode::SoftLrp) => "soft-lrp",
+            Variant::Nic(Mode::Eager) => "eager",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Options {
+    reps: usize,
+    seconds: f64,
+    senders: u16,
+    attach: XdpAttach,
+}
+
+/// One run's numbers.
+#[derive(Debug, Clone, Copy, Default)]
+struct Run {
+    /// Frames the receiver got.
+    received: u64,
+    /// From the first frame to the last.
+    active: Duration,
+    /// Datagrams the senders' kernels accepted.
+    sent: u64,
+    /// How long the senders ran.
+    send_time: Duration,
+    /// Drops counted on the way (gate, ring full, early discard, no buffer).
+    drops: u64,
+    /// CPU time of the receiving thread during the run.
+    cpu: Duration,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        let s = self.active.as_secs_f64();
+        if s > 0.0 && self.received > 1 {
+            (self.received - 1) as f64 / s
+        } else {
+            0.0
+        }
+    }
+
+    /// Receiver CPU nanoseconds per frame received.
+    fn cpu_per_frame(&self) -> f64 {
+        if self.received > 0 {
+            self.cpu.as_nanos() as f64 / self.received as f64
+        } else {
+            0.0
+        }
+    }
+
+    fn offered(&self) -> f64 {
+        let s = self.send_time.as_secs_f64();
+        if s > 0.0 {
+            self.sent as f64 / s
+        } else {
+            0.0
+        }
+    }
+}
+
+/// CPU time the calling thread has run (`/proc/thread-self/schedstat`, nanoseconds).
+fn thread_cpu() -> Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_nanos)
+}
+
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage: rx_rate RESULTS_DIR [--reps N] [--seconds S] [--senders K] [--attach skb|driver]"
+    );
+    ExitCode::from(2)
+}
+
+fn parse() -> Option<(PathBuf, Options)> {
+    let mut args = std::env::args().skip(1);
+    let mut dir = None;
+    let mut o = Options {
+        reps: 5,
+        seconds: 2.0,
+        senders: 2,
+        attach: XdpAttach::Skb,
+    };
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--reps" => o.reps = args.next()?.parse().ok().filter(|&n| n > 0)?,
+            "--seconds" => o.seconds = args.next()?.parse().ok().filter(|&s: &f64| s > 0.0)?,
+            "--senders" => o.senders = args.next()?.parse().ok().filter(|&n| n > 0)?,
+            "--attach" => {
+                o.attach = match args.next()?.as_str() {
+                    "skb" => XdpAttach::Skb,
+                    "driver" => XdpAttach::Driver,
+                    _ => return None,
+                }
+            }
+            _ if dir.is_none() && !a.starts_with("--") => dir = Some(PathBuf::from(a)),
+            _ => return None,
+        }
+    }
+    Some((dir?, o))
+}
+
+/// Flood the local end's port from `senders` kernel sockets for `seconds`.
+fn flood(net: &TestNet, o: &Options) -> Vec<std::thread::JoinHandle<Result<UdpSendReport, testnet::TestNetError>>> {
+    let dst = SocketAddr::V4(SocketAddrV4::new(net.local().ipv4(), PORT));
+    (0..o.senders)
+        .map(|i| {
+            let mut f = UdpFlood::new(dst, u64::MAX, PAYLOAD);
+            f.bind = SocketAddr::V4(SocketAddrV4::new(net.peer().ipv4(), 40000 + i));
+            f.burst = 256;
+            f.pause = Duration::ZERO;
+            f.timeout = Duration::from_secs_f64(o.seconds);
+            net.peer().ns().spawn_udp_sender(f)
+        })
+        .collect()
+}
+
+fn join_senders(
+    hs: Vec<std::thread::JoinHandle<Result<UdpSendReport, testnet::TestNetError>>>,
+) -> Result<(u64, Duration), String> {
+    let mut sent = 0;
+    let mut time = Duration::ZERO;
+    for h in hs {
+        let r = h
+            .join()
+            .map_err(|_| "a sender panicked".to_string())?
+            .map_err(|e| e.to_string())?;
+        sent += r.sent;
+        time = time.max(r.elapsed);
+    }
+    Ok((sent, time))
+}
+
+/// The raw receive-and-drop loop (runs on a thread in the local namespace).
+fn run_raw(net: &TestNet, o: &Options) -> Result<Run, String> {
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let ifindex = interface_index(net.local().ifname()).map_err(|x| e(&x))?;
+    let frame_size = match o.attach {
+        XdpAttach::Skb => 2048,
+        XdpAttach::Driver => 4096,
+    };
+    let pool = FramePool::new(FRAMES, frame_size, 0).map_err(|x| e(&x))?;
+    let umem = Umem::from_pool(&pool).map_err(|x| e(&x))?;
+    let mut xdp = LrpXdp::load(&ProgramConfig::default()).map_err(|x| e(&x))?;
+    let qc = QueueConfig {
+        socket: SocketConfig {
+            rx_size: RING,
+            tx_size: 64,
+        },
+        ..QueueConfig::default()
+    };
+    let (mut queue, mut sock) = XskQueue::open(&umem, ifindex, 0, &qc).map_err(|x| e(&x))?;
+    queue.fill_from_pool(FRAMES as usize / 2).map_err(|x| e(&x))?;
+    xdp.set_socket(0, &sock).map_err(|x| e(&x))?;
+    let key = ListenerKey::new(Proto::Udp, IpAddr::V4(net.local().ipv4()), PORT);
+    xdp.insert_listener(&key, &Listener::new(ChannelId(0)))
+        .map_err(|x| e(&x))?;
+    let mode = match o.attach {
+        XdpAttach::Skb => AttachMode::Skb,
+        XdpAttach::Driver => AttachMode::Driver,
+    };
+    xdp.attach(ifindex, mode).map_err(|x| e(&x))?;
+    let senders = flood(net, o);
+    let cfg = RxDropConfig {
+        max_duration: Duration::from_secs_f64(o.seconds + 5.0),
+        idle_timeout: Duration::from_millis(300),
+        ..RxDropConfig::default()
+    };
+    let cpu0 = thread_cpu();
+    let r = rx_drop(&mut queue, &mut sock, &cfg).map_err(|x| e(&x))?;
+    let cpu = thread_cpu().saturating_sub(cpu0);
+    let (sent, send_time) = join_senders(senders)?;
+    let st = sock.statistics().map_err(|x| e(&x))?;
+    Ok(Run {
+        received: r.frames,
+        active: r.active,
+        sent,
+        send_time,
+        drops: st.rx_ring_full + st.rx_dropped + st.rx_fill_ring_empty_descs,
+        cpu,
+    })
+}
+
+/// A `Nic` in `mode` with one channel, read by this thread.
+fn run_nic(net: &TestNet, o: &Options, mode: Mode) -> Result<Run, String> {
+    let frame_size = match o.attach {
+        XdpAttach::Skb => 2048,
+        XdpAttach::Driver => 4096,
+    };
+    let config = NicConfig::default()
+        .mode(mode)
+        .attach(o.attach)
+        .frame_size(frame_size)
+        .frame_count(FRAMES)
+        .rx_ring(RING)
+        .batch(256)
+        .eager_queue(RING);
+    let nic = Nic::open(net.local().ifname(), config).map_err(|e| e.to_string())?;
+    let rule = Rule::listener(Proto::Udp, IpAddr::V4(net.local().ipv4()), PORT);
+    let ch = nic.channel(rule, RING as usize).map_err(|e| e.to_string())?;
+    let senders = flood(net, o);
+    let mut frames = Vec::with_capacity(256);
+    let mut received = 0u64;
+    let cpu0 = thread_cpu();
+    let start = Instant::now();
+    let hard_stop = start + Duration::from_secs_f64(o.seconds + 5.0);
+    let (mut first, mut last) = (None, start);
+    loop {
+        frames.clear();
+        let n = ch.recv_batch(256, &mut frames);
+        let now = Instant::now();
+        if n > 0 {
+            received += n as u64;
+            first.get_or_insert(now);
+            last = now;
+            continue;
+        }
+        let idle = now - last;
+        if now >= hard_stop || (first.is_some() && idle >= Duration::from_millis(300)) {
+            break;
+        }
+        ch.wait(Some(Duration::from_millis(1)))
+            .map_err(|e| e.to_string())?;
+    }
+    let cpu = thread_cpu().saturating_sub(cpu0);
+    let (sent, send_time) = join_senders(senders)?;
+    let s = ch.stats();
+    let b = nic.stats().backend;
+    Ok(Run {
+        received,
+        active: first.map_or(Duration::ZERO, |f| last - f),
+        sent,
+        send_time,
+        drops: s.gate_drops
+            + s.ring_full_drops
+            + s.kernel_drops
+            + s.early_discards
+            + s.endpoint_full_drops
+            + b.rx_no_buffer
+            + b.rx_ring_full
+            + nic.stats().account.drops.iter().sum::<u64>(),
+        cpu,
+    })
+}
+
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    let n = xs.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+fn main() -> ExitCode {
+    let Some((dir, o)) = parse() else {
+        return usage();
+    };
+    if let Err(why) = testnet::availability() {
+        eprintln!("rx_rate needs root (network namespaces, XDP): {why}");
+        return ExitCode::FAILURE;
+    }
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("cannot create {}: {e}", dir.display());
+        return ExitCode::FAILURE;
+    }
+    let net = match TestNet::new(&TestNetConfig {
+        mtu: (o.attach == XdpAttach::Driver).then_some(3000),
+        static_neighbors: true,
+        ..TestNetConfig::default()
+    }) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("building the test network: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "rx_rate: {} reps x {} variants, {} s floods from {} kernel sender(s), {:?} XDP, {PAYLOAD}-byte payloads",
+        o.reps,
+        Variant::ALL.len(),
+        o.seconds,
+        o.senders,
+        o.attach
+    );
+    let mut csv = String::from(
+        "rep,variant,received,active_s,rate_pps,sent,offered_pps,drops,rx_cpu_ns_per_frame\n",
+    );
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); Variant::ALL.len()];
+    let mut offered: Vec<Vec<f64>> = vec![Vec::new(); Variant::ALL.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); Variant::ALL.len()];
+    for rep in 0..o.reps {
+        // Interleave, and rotate the order so no variant always runs first.
+        for k in 0..Variant::ALL.len() {
+            let i = (k + rep) % Variant::ALL.len();
+            let v = Variant::ALL[i];
+            let result = net.local().ns().run(|| match v {
+                Variant::Raw => run_raw(&net, &o),
+                Variant::Nic(mode) => run_nic(&net, &o, mode),
+            });
+            let run = match result.map_err(|e| e.to_string()).and_then(|r| r) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("{} (rep {rep}) failed: {e}", v.name());
+                    return ExitCode::FAILURE;
+                }
+            };
+            eprintln!(
+                "rep {rep} {:>8}: {:>9.0} pps received ({} frames in {:.3} s), offered {:.0} pps, \
+                 drops {}, receiver {:.0} ns/frame",
+                v.name(),
+                run.rate(),
+                run.received,
+                run.active.as_secs_f64(),
+                run.offered(),
+                run.drops,
+                run.cpu_per_frame()
+            );
+            let _ = writeln!(
+                csv,
+                "{rep},{},{},{:.6},{:.0},{},{:.0},{},{:.1}",
+                v.name(),
+                run.received,
+                run.active.as_secs_f64(),
+                run.rate(),
+                run.sent,
+                run.offered(),
+                run.drops,
+                run.cpu_per_frame()
+            );
+            rates[i].push(run.rate());
+            cpu[i].push(run.cpu_per_frame());
+            offered[i].push(run.offered());
+        }
+    }
+    let path = dir.join("rx_rate.csv");
+    if let Err(e) = std::fs::write(&path, &csv) {
+        eprintln!("writing {}: {e}", path.display());
+        return ExitCode::FAILURE;
+    }
+    let medians: Vec<f64> = rates.iter_mut().map(|r| median(r)).collect();
+    let cpu_medians: Vec<f64> = cpu.iter_mut().map(|c| median(c)).collect();
+    let raw = medians[0];
+    let raw_cpu = cpu_medians[0];
+    println!(
+        "\n### rx_rate: one channel, {:?} XDP, {} kernel sender(s), {} x {} s\n",
+        o.attach, o.senders, o.reps, o.seconds
+    );
+    println!(
+        "| variant | median rx (pps) | min | max | median offered (pps) | rx / raw | \
+         receiver CPU (ns/frame) | CPU / raw |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (i, v) in Variant::ALL.iter().enumerate() {
+        let r = &rates[i];
+        let min = r.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = r.iter().copied().fold(0.0, f64::max);
+        let off = median(&mut offered[i]);
+        let ratio = if raw > 0.0 { medians[i] / raw } else { 0.0 };
+        let cpu_ratio = if raw_cpu > 0.0 {
+            cpu_medians[i] / raw_cpu
+        } else {
+            0.0
+        };
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} | {:.2} |",
+            v.name(),
+            medians[i],
+            min,
+            max,
+            off,
+            ratio,
+            cpu_medians[i],
+            cpu_ratio
+        );
+    }
+    println!("\nCSV: {}", path.display());
+    ExitCode::SUCCESS
+}
