@@ -201,6 +201,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// in its ring go back to the pool.
     fn ni_close(&self, id: ChannelId);
 
+    /// NI-LRP: whether receiving on a channel ([`NiQueue::recv_burst`]) already keeps the
+    /// fill ring topped up and every channel's gate current, so that a receiver whose
+    /// channel is empty need not run the poll step (which could not bring it frames).
+    fn ni_receive_maintains(&self) -> bool {
+        false
+    }
+
     // ---- observation -------------------------------------------------------------------
 
     /// Frames in the rings, for the census (exact when quiescent).

@@ -9,7 +9,7 @@
 //!   channels         Nic + Channel: demux rules, one NI channel + Account per endpoint,
 //!     │              the poll step (SOFT-LRP demux, EAGER baseline)               (nic, soft)
 //!     │ backend seam: RX ring(s), fill/completion, TX, per-channel queues + gates
-//!   NIC backends     the simulated NIC (sim) today; AF_XDP (xdp) next            (sim, xdp)
+//!   NIC backends     the simulated NIC (Nic::sim); AF_XDP (Nic::open)            (sim, xdp)
 //!     │ chunk addresses
 //!   frame pool       one mmap'd area = the AF_XDP UMEM; Frame = owned chunk     (pool)
 //! ```
@@ -21,7 +21,8 @@
 //!   frame is ever lost or handed out twice ([`Nic::census`]).
 //! * NIC backends — own the rings between the pool and the wire. [`sim`] is an in-memory
 //!   NIC with the kernel's ring semantics (and a [`SimPeer`](sim::SimPeer) at the far end
-//!   of the wire) for tests and benchmarks without root; [`xdp`] is the AF_XDP layer.
+//!   of the wire) for tests and benchmarks without root; [`xdp`] is the AF_XDP layer,
+//!   which [`Nic::open`] puts behind the same API on a real interface queue.
 //! * [`Nic`] and [`Channel`] — the API applications use: open a channel per endpoint
 //!   with a [`Rule`], receive its frames, transmit, wait, read its statistics.
 //! * `stack` — sockets on top of channels.

@@ -99,7 +99,7 @@ pub enum Mode {
     Eager,
 }
 
-/// How the XDP program is attached (AF_XDP backend only; the simulated NIC ignores it).
+/// How the XDP program is attached ([`Nic::open`] only; the simulated NIC ignores it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum XdpAttach {
     /// Generic (SKB) mode: works on every interface, after the kernel built an skb.
@@ -181,7 +181,8 @@ impl NicConfig {
     }
     /// Number of frames in the pool. It must cover the fill ring plus every frame that
     /// may sit in channels, in the application's hands and in the TX ring; when the pool
-    /// runs dry the NIC drops for every channel alike.
+    /// runs dry the NIC drops for every channel alike. With AF_XDP ([`Nic::open`]) the
+    /// pool must be a whole number of 4 KiB pages: with 2048-byte frames, an even count.
     pub fn frame_count(mut self, count: u32) -> Self {
         self.frame_count = count;
         self
@@ -203,12 +204,15 @@ impl NicConfig {
     }
     /// Entries of the fill ring. Power of two. The poll step keeps
     /// `min(fill_ring, frame_count / 2)` frames posted in it (as far as the pool allows),
-    /// leaving the rest of the pool to channels, the application and TX.
+    /// leaving the rest of the pool to channels, the application and TX. (AF_XDP: the
+    /// kernel's fill ring is sized to hold every frame of the pool, so it never refuses
+    /// a post; this setting is only the posted target.)
     pub fn fill_ring(mut self, entries: u32) -> Self {
         self.fill_ring = entries;
         self
     }
-    /// Entries of the completion ring. Power of two.
+    /// Entries of the completion ring. Power of two. (AF_XDP: the kernel's completion
+    /// ring is sized to hold every frame of the pool; this setting is then unused.)
     pub fn completion_ring(mut self, entries: u32) -> Self {
         self.completion_ring = entries;
         self
@@ -932,12 +936,12 @@ impl Nic {
                 // The pool is exhausted and frames freed elsewhere signal nothing: return
                 // after a slice so that the caller's poll step can refill the fill ring.
                 let slice = wait.map_or(SERVICE_SLICE, |w| w.min(SERVICE_SLICE));
-                sys::poll_readable(&[armed.fd()], Some(slice))?;
+                sys::poll_fds(&[armed.fd()], Some(slice))?;
                 let pending = inner.backend.rx_pending();
                 armed.finish(pending);
                 return Ok(pending);
             }
-            sys::poll_readable(&[armed.fd()], wait)?;
+            sys::poll_fds(&[armed.fd()], wait)?;
             armed.finish(false);
         }
     }
@@ -1088,7 +1092,12 @@ impl Nic {
 
     /// Set the listener entry for `key` to `slots`: in the NIC, then (if it accepted) in
     /// the facade's bookkeeping and demux.
-    fn apply_listener(&self, table: &mut Table, key: ListenerKey, slots: ListenerSlots) -> Result<()> {
+    fn apply_listener(
+        &self,
+        table: &mut Table,
+        key: ListenerKey,
+        slots: ListenerSlots,
+    ) -> Result<()> {
         self.inner
             .backend
             .sync_listener(&key, Self::listener_entry(slots))?;
@@ -1314,9 +1323,12 @@ impl Channel {
 
     /// Take the next frame, without blocking. If the channel is empty, first runs the
     /// poll step (unless another thread is running it), which may bring frames here.
+    /// (In NI-LRP on AF_XDP the step cannot bring frames, and receiving already keeps the
+    /// fill ring and the gates current: an empty channel just returns `None`.)
     pub fn recv(&self) -> Option<Frame> {
         let frame = match self.pop() {
             Some(f) => f,
+            None if self.step_brings_nothing() => return None,
             None => {
                 self.nic.inner.try_step(self.nic.inner.config.batch)?;
                 self.pop()?
@@ -1333,6 +1345,7 @@ impl Channel {
         let mut n = self.pop_batch(max, out);
         if n == 0
             && max > 0
+            && !self.step_brings_nothing()
             && self
                 .nic
                 .inner
@@ -1346,6 +1359,13 @@ impl Channel {
             self.record_delivery(n as u64, bytes as u64);
         }
         n
+    }
+
+    /// Whether running the poll step for an empty channel is useless: in NI-LRP it cannot
+    /// bring frames, and a backend whose receive path maintains the fill ring and the
+    /// gates has nothing else for it to do.
+    fn step_brings_nothing(&self) -> bool {
+        self.shared.ni.is_some() && self.nic.inner.backend.ni_receive_maintains()
     }
 
     fn pop_batch(&self, max: usize, out: &mut Vec<Frame>) -> usize {
@@ -1418,8 +1438,8 @@ impl Channel {
                 wait = Some(wait.map_or(GATE_SLICE, |w| w.min(GATE_SLICE)));
             }
             match (&rx, rx_busy) {
-                (Some(rx), false) => sys::poll_readable(&[own.fd(), rx.fd()], wait)?,
-                _ => sys::poll_readable(&[own.fd()], wait)?,
+                (Some(rx), false) => sys::poll_fds(&[own.fd(), rx.fd()], wait)?,
+                _ => sys::poll_fds(&[own.fd()], wait)?,
             };
             own.finish(false);
             if let Some(rx) = rx {

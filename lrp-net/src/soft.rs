@@ -1,6 +1,9 @@
 //! The software receive paths over one shared RX ring: the SOFT-LRP demux step and the
 //! eager baseline's poll step. Both run inside [`Nic::poll_rx`](crate::Nic::poll_rx),
-//! under the poll-step lock, and charge their CPU time to the NIC's own account.
+//! under the poll-step lock, and charge their time to the NIC's own account. (A step's
+//! time is taken from the monotonic clock: a step never blocks, so its wall time is its
+//! CPU time unless the thread is preempted in it; the thread CPU clock would cost a system
+//! call per step, more than the step itself at small batches.)
 //!
 //! **SOFT-LRP** ([`demux_step`]) does per frame only what early demultiplexing needs — a
 //! one-pass [`classify`] and a [`Demux`](lrp_core::demux::Demux) lookup — and pushes the
@@ -27,7 +30,7 @@ use lrp_core::wire;
 use crate::backend::NO_CHANNEL;
 use crate::nic::{NicInner, Table};
 use crate::pool::Frame;
-use crate::sys;
+use std::time::Instant;
 
 /// The demux verdict for a classified frame, with a listener entry that has only a SYN
 /// channel resolved to the default action.
@@ -46,7 +49,7 @@ pub(crate) fn demux_step(inner: &NicInner, scratch: &mut Vec<Frame>, budget: usi
     if n == 0 {
         return 0;
     }
-    let t0 = sys::thread_cpu_ns();
+    let t0 = Instant::now();
     let mut bytes = 0u64;
     {
         let table = inner.read_table();
@@ -73,9 +76,7 @@ pub(crate) fn demux_step(inner: &NicInner, scratch: &mut Vec<Frame>, budget: usi
         }
     }
     inner.account.record_rx_batch(n as u64, bytes);
-    inner
-        .account
-        .charge_cpu(sys::thread_cpu_ns().saturating_sub(t0));
+    inner.account.charge_cpu(elapsed_ns(t0));
     n
 }
 
@@ -101,7 +102,7 @@ pub(crate) fn eager_step(
     if eager.backlog() == 0 || budget == 0 {
         return n;
     }
-    let t0 = sys::thread_cpu_ns();
+    let t0 = Instant::now();
     let mut touched: Vec<ChannelId> = Vec::new();
     {
         let table = inner.read_table();
@@ -132,8 +133,11 @@ pub(crate) fn eager_step(
             }
         }
     }
-    inner
-        .account
-        .charge_cpu(sys::thread_cpu_ns().saturating_sub(t0));
+    inner.account.charge_cpu(elapsed_ns(t0));
     n
+}
+
+/// Nanoseconds since `t0`.
+fn elapsed_ns(t0: Instant) -> u64 {
+    u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }

@@ -61,21 +61,32 @@ impl AsFd for EventFd {
     }
 }
 
-/// Block until one of `fds` is readable or `timeout` passes (`None`: no limit). Returns
-/// one flag per fd, `true` if it was readable. An interrupted call (`EINTR`) returns all
-/// `false`; callers loop on their own condition anyway.
-pub(crate) fn poll_readable(
+/// Most descriptors one wait polls (a channel's own readiness and the shared RX ring).
+const MAX_POLL_FDS: usize = 4;
+
+/// Block until one of `fds` (at most 4) is readable or `timeout` passes (`None`: no
+/// limit). Returns one flag per fd, `true` if it was readable, in the first `fds.len()`
+/// entries. An interrupted call (`EINTR`) returns all `false`; callers loop on their own
+/// condition anyway. Does not allocate: waiters call it on every sleep.
+pub(crate) fn poll_fds(
     fds: &[BorrowedFd<'_>],
     timeout: Option<Duration>,
-) -> io::Result<Vec<bool>> {
-    let mut pfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|fd| libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+) -> io::Result<[bool; MAX_POLL_FDS]> {
+    if fds.len() > MAX_POLL_FDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many descriptors to poll",
+        ));
+    }
+    let mut pfds = [libc::pollfd {
+        fd: -1,
+        events: 0,
+        revents: 0,
+    }; MAX_POLL_FDS];
+    for (p, fd) in pfds.iter_mut().zip(fds) {
+        p.fd = fd.as_raw_fd();
+        p.events = libc::POLLIN;
+    }
     // `ppoll` rather than `poll`: sub-millisecond timeouts (NI-LRP's gate watch) must not
     // round up to a whole millisecond.
     let ts = timeout.map(|t| libc::timespec {
@@ -85,28 +96,38 @@ pub(crate) fn poll_readable(
     let ts_ptr = ts
         .as_ref()
         .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `pfds` is a live, correctly sized array of pollfd for the duration of the
-    // call; the descriptors are borrowed, hence open; `ts_ptr` is null or points to a live
-    // timespec; a null signal mask leaves the mask unchanged (as `poll`).
+    // SAFETY: `pfds` is a live array of pollfd of which the first `fds.len()` entries are
+    // passed; the descriptors are borrowed, hence open; `ts_ptr` is null or points to a
+    // live timespec; a null signal mask leaves the mask unchanged (as `poll`).
     let rc = unsafe {
         libc::ppoll(
             pfds.as_mut_ptr(),
-            pfds.len() as libc::nfds_t,
+            fds.len() as libc::nfds_t,
             ts_ptr,
             std::ptr::null(),
         )
     };
+    let mut ready = [false; MAX_POLL_FDS];
     if rc < 0 {
         let err = io::Error::last_os_error();
         if err.kind() == io::ErrorKind::Interrupted {
-            return Ok(vec![false; fds.len()]);
+            return Ok(ready);
         }
         return Err(err);
     }
-    Ok(pfds
-        .iter()
-        .map(|p| p.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0)
-        .collect())
+    for (r, p) in ready.iter_mut().zip(&pfds[..fds.len()]) {
+        *r = p.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0;
+    }
+    Ok(ready)
+}
+
+/// [`poll_fds`], with the flags as a vector of `fds.len()` entries.
+#[cfg(test)]
+pub(crate) fn poll_readable(
+    fds: &[BorrowedFd<'_>],
+    timeout: Option<Duration>,
+) -> io::Result<Vec<bool>> {
+    Ok(poll_fds(fds, timeout)?[..fds.len()].to_vec())
 }
 
 /// CPU time consumed by the calling thread, in nanoseconds (`CLOCK_THREAD_CPUTIME_ID`).

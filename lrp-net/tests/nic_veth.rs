@@ -28,11 +28,11 @@ use lrp_core::flow::{classify, Classification, Proto};
 use lrp_core::wire::checksum::Delta;
 use lrp_core::wire::{self, nat};
 use lrp_net::testnet::{
-    self, udp_payload, NetNs, TestNet, TestNetConfig, TestNetError, UdpFlood, UdpSendReport,
+    self, udp_payload, TestNet, TestNetConfig, TestNetError, UdpFlood, UdpSendReport,
 };
 use lrp_net::xdp::XdpError;
 use lrp_net::{Channel, Error, Frame, Mode, Nic, NicConfig, Rule, XdpAttach};
-use xdp_util::serial;
+use xdp_util::{serial, udp_in_csum_errors, udp_received};
 
 const PAYLOAD: usize = 64;
 
@@ -76,11 +76,7 @@ fn setup(test: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
     testnet::require(test).then(serial)
 }
 
-fn send(
-    net: &TestNet,
-    port: u16,
-    count: u64,
-) -> JoinHandle<Result<UdpSendReport, TestNetError>> {
+fn send(net: &TestNet, port: u16, count: u64) -> JoinHandle<Result<UdpSendReport, TestNetError>> {
     let dst = SocketAddr::V4(SocketAddrV4::new(net.local().ipv4(), port));
     net.peer()
         .ns()
@@ -125,7 +121,11 @@ impl Checker {
 
     fn assert_complete(&self, count: u64) {
         let missing = (0..count).filter(|s| !self.seen.contains(s)).count();
-        assert_eq!(missing, 0, "{missing} of {count} datagrams to port {} missing", self.port);
+        assert_eq!(
+            missing, 0,
+            "{missing} of {count} datagrams to port {} missing",
+            self.port
+        );
         assert_eq!(self.seen.len() as u64, count);
     }
 }
@@ -138,29 +138,6 @@ fn drain(ch: &Channel, checker: &mut Checker, frames: &mut Vec<Frame>) -> usize 
         checker.check(&f);
     }
     n
-}
-
-/// A `Udp:` counter of the namespace's kernel (from `/proc/net/snmp`).
-fn udp_counter(ns: &NetNs, name: &str) -> u64 {
-    let out = ns.exec("cat", &["/proc/net/snmp"]).unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
-    let (names, values) = (udp.next().unwrap(), udp.next().unwrap());
-    let i = names
-        .split_whitespace()
-        .position(|n| n == name)
-        .unwrap_or_else(|| panic!("no Udp {name} counter"));
-    values.split_whitespace().nth(i).unwrap().parse().unwrap()
-}
-
-fn udp_in_csum_errors(ns: &NetNs) -> u64 {
-    udp_counter(ns, "InCsumErrors")
-}
-
-/// Datagrams the namespace's UDP layer received for a socket: delivered, or dropped at
-/// a full socket buffer.
-fn udp_received(ns: &NetNs) -> u64 {
-    udp_counter(ns, "InDatagrams") + udp_counter(ns, "RcvbufErrors")
 }
 
 /// Run the poll step until nothing has arrived for 20 ms (at most 2 s).
@@ -217,9 +194,14 @@ fn per_channel_counts(mode: Mode, attach: XdpAttach) {
     let kernel = net
         .local()
         .ns()
-        .udp_socket(SocketAddr::V4(SocketAddrV4::new(net.local().ipv4(), unbound)))
+        .udp_socket(SocketAddr::V4(SocketAddrV4::new(
+            net.local().ipv4(),
+            unbound,
+        )))
         .unwrap();
-    kernel.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    kernel
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     let kernel_reader = std::thread::spawn(move || {
         let mut buf = [0u8; 2048];
         let mut seen = HashSet::new();
@@ -266,9 +248,18 @@ fn per_channel_counts(mode: Mode, attach: XdpAttach) {
     for (ch, name) in [(&ch0, "ch0"), (&ch1, "ch1")] {
         let s = ch.stats();
         assert_eq!(s.delivered_packets, N, "{name}: {s:?}");
-        assert_eq!(s.delivered_bytes, N * (14 + 20 + 8 + PAYLOAD as u64), "{name}");
         assert_eq!(
-            (s.gate_drops, s.ring_full_drops, s.kernel_drops, s.early_discards),
+            s.delivered_bytes,
+            N * (14 + 20 + 8 + PAYLOAD as u64),
+            "{name}"
+        );
+        assert_eq!(
+            (
+                s.gate_drops,
+                s.ring_full_drops,
+                s.kernel_drops,
+                s.early_discards
+            ),
             (0, 0, 0, 0),
             "{name}: {s:?}"
         );
@@ -279,12 +270,21 @@ fn per_channel_counts(mode: Mode, attach: XdpAttach) {
     assert_eq!(b.rx_accepted, 2 * N, "{b:?}");
     assert_eq!(b.rx_offered, 3 * N, "{b:?}");
     assert_eq!(
-        (b.rx_no_buffer, b.rx_ring_full, b.rx_oversized, b.to_kernel_dropped),
+        (
+            b.rx_no_buffer,
+            b.rx_ring_full,
+            b.rx_oversized,
+            b.to_kernel_dropped
+        ),
         (0, 0, 0, 0),
         "{b:?}"
     );
     if mode != Mode::NiLrp {
-        assert_eq!(nic.stats().rx_frames, 2 * N, "the shared ring carried only claimed frames");
+        assert_eq!(
+            nic.stats().rx_frames,
+            2 * N,
+            "the shared ring carried only claimed frames"
+        );
     }
     let c = census_settled(&nic);
     assert_eq!(c.held + c.channels, 0, "{c:?}");
@@ -346,7 +346,10 @@ fn isolation(mode: Mode, attach: XdpAttach) {
     // Read until the senders are done and nothing more arrives.
     let mut quiet = 0;
     while quiet < 20 {
-        assert!(Instant::now() < deadline, "timed out: senders still running");
+        assert!(
+            Instant::now() < deadline,
+            "timed out: senders still running"
+        );
         if drain(&read, &mut c0, &mut frames) == 0 {
             read.wait(Some(Duration::from_millis(1))).unwrap();
             if flooder.is_finished() && victim.is_finished() {
@@ -372,7 +375,12 @@ fn isolation(mode: Mode, attach: XdpAttach) {
     let r = read.stats();
     assert_eq!(r.delivered_packets, N0, "{r:?}");
     assert_eq!(
-        (r.gate_drops, r.ring_full_drops, r.kernel_drops, r.early_discards),
+        (
+            r.gate_drops,
+            r.ring_full_drops,
+            r.kernel_drops,
+            r.early_discards
+        ),
         (0, 0, 0, 0),
         "{r:?}"
     );
@@ -399,11 +407,19 @@ fn isolation(mode: Mode, attach: XdpAttach) {
         Mode::SoftLrp | Mode::Eager => {
             assert!(s.early_discards > 0, "{s:?}");
             assert_eq!((s.gate_drops, s.ring_full_drops), (0, 0), "{s:?}");
-            assert_eq!(nic.stats().backend.rx_ring_full, 0, "the shared ring kept up");
+            assert_eq!(
+                nic.stats().backend.rx_ring_full,
+                0,
+                "the shared ring kept up"
+            );
         }
     }
     let b = nic.stats().backend;
-    assert_eq!((b.rx_no_buffer, b.to_kernel), (0, 0), "no shared loss: {b:?}");
+    assert_eq!(
+        (b.rx_no_buffer, b.to_kernel),
+        (0, 0),
+        "no shared loss: {b:?}"
+    );
     eprintln!(
         "{mode:?}/{attach:?} isolation: flood {FLOOD} -> queued {}, gate {}, ring-full {}, \
          early discard {}, closings {}; victim {N0}/{N0}",
@@ -449,8 +465,10 @@ fn echo_in_place(frame: &mut Frame) {
     let Classification::Flow { key, offsets, .. } = classify(frame) else {
         panic!("not a flow");
     };
-    let (mac_dst, mac_src): ([u8; 6], [u8; 6]) =
-        (frame[0..6].try_into().unwrap(), frame[6..12].try_into().unwrap());
+    let (mac_dst, mac_src): ([u8; 6], [u8; 6]) = (
+        frame[0..6].try_into().unwrap(),
+        frame[6..12].try_into().unwrap(),
+    );
     frame[0..6].copy_from_slice(&mac_src);
     frame[6..12].copy_from_slice(&mac_dst);
     let client = SocketAddr::new(key.src, key.sport);
@@ -474,7 +492,6 @@ fn expected_reply(seq: u64) -> Vec<u8> {
     p
 }
 
-
 fn echo(mode: Mode, attach: XdpAttach) {
     let Some(_g) = setup(&format!("nic_veth echo {mode:?} {attach:?}")) else {
         return;
@@ -496,7 +513,9 @@ fn echo(mode: Mode, attach: XdpAttach) {
         .ns()
         .udp_socket(SocketAddr::V4(SocketAddrV4::new(net.peer().ipv4(), 0)))
         .unwrap();
-    client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
     let errors_before = udp_in_csum_errors(net.peer().ns());
     let pinger = std::thread::spawn(move || {
         let mut buf = [0u8; 2048];
@@ -537,15 +556,28 @@ fn echo(mode: Mode, attach: XdpAttach) {
     bad[l4 + 6] ^= 0x5a;
     ch.send(&bad).unwrap();
     let mut buf = [0u8; 64];
-    client.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
-    assert!(client.recv_from(&mut buf).is_err(), "a bad checksum was accepted");
+    client
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        client.recv_from(&mut buf).is_err(),
+        "a bad checksum was accepted"
+    );
     assert_eq!(udp_in_csum_errors(net.peer().ns()), errors_before + 1);
     let s = ch.stats();
-    assert_eq!((s.delivered_packets, s.tx_packets, s.tx_drops), (N, N + 1, 0), "{s:?}");
+    assert_eq!(
+        (s.delivered_packets, s.tx_packets, s.tx_drops),
+        (N, N + 1, 0),
+        "{s:?}"
+    );
     let b = nic.stats().backend;
     assert_eq!((b.tx_frames, b.tx_ring_full), (N + 1, 0), "{b:?}");
     let c = census_settled(&nic);
-    assert_eq!((c.tx, c.completion, c.held), (0, 0, 0), "TX frames came back: {c:?}");
+    assert_eq!(
+        (c.tx, c.completion, c.held),
+        (0, 0, 0),
+        "TX frames came back: {c:?}"
+    );
     eprintln!("{mode:?}/{attach:?} echo: {N} verified replies; census {c:?}");
 }
 
@@ -712,7 +744,10 @@ fn two_queues(attach: XdpAttach) {
     match attach {
         // veth's native XDP runs per receive queue: the flows spread.
         XdpAttach::Driver => {
-            assert!(got[0] > 0 && got[1] > 0, "traffic landed on one queue only: {got:?}")
+            assert!(
+                got[0] > 0 && got[1] > 0,
+                "traffic landed on one queue only: {got:?}"
+            )
         }
         // Generic XDP on veth sees every frame as queue 0 (veth records no receive queue
         // on its non-NAPI path); queue 1's NIC gets nothing, and nothing is lost.

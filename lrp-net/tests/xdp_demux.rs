@@ -413,7 +413,12 @@ fn soft_mode_sends_every_claimed_frame_to_one_slot() {
     x.set_gate(2, GateState::Closed).unwrap();
     assert_eq!(
         run_counted(&x, &listener_frame),
-        (XdpAction::Pass, Outcome::Channel(0), Some(Hit::Listener), true)
+        (
+            XdpAction::Pass,
+            Outcome::Channel(0),
+            Some(Hit::Listener),
+            true
+        )
     );
     x.set_gate(2, GateState::Open).unwrap();
     x.set_gate(0, GateState::Closed).unwrap();

@@ -19,16 +19,16 @@ use std::time::{Duration, Instant};
 use lrp_core::channel::GateState;
 use lrp_core::demux::{ChannelId, DefaultAction, Listener, ListenerKey};
 use lrp_core::flow::Proto;
+use lrp_net::pool::{FramePool, PoolCensus};
 use lrp_net::testnet::{
     self, udp_payload, TestNet, TestNetConfig, TestNetError, UdpFlood, UdpSendReport,
 };
-use lrp_net::pool::{FramePool, PoolCensus};
 use lrp_net::xdp::baseline::{rx_drop, RxDropConfig};
-use lrp_net::Frame;
 use lrp_net::xdp::{
-    interface_index, AttachMode, DemuxConfig, DemuxMode, LrpXdp, ProgramConfig, QueueConfig,
-    SlotGate, SocketConfig, Umem, XdpError, XskQueue, XskSocket,
+    interface_index, AttachMode, DemuxConfig, DemuxMode, Dispatcher, LrpXdp, ProgramConfig,
+    QueueConfig, SlotGate, SocketConfig, Umem, XdpError, XskQueue, XskSocket,
 };
+use lrp_net::Frame;
 use xdp_util::*;
 
 const FRAMES: u32 = 4096;
@@ -644,4 +644,108 @@ fn driver_mode_refuses_a_jumbo_veth_mtu() {
             assert_eq!(xdp.attachment(), None);
         })
         .unwrap();
+}
+
+// ---- the dispatcher: one demux program per queue --------------------------------------
+
+/// Wait (at most 5 s) until `done`.
+fn wait_for(mut done: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Frames of a queue no program is registered for go to the kernel and are counted; once
+/// a program is registered for the queue they reach its socket.
+fn dispatcher(mode: AttachMode) {
+    let Some((_g, net)) = setup(mode) else { return };
+    const N: u64 = 300;
+    let port = 9000;
+    // A Linux socket on the port: what the kernel gets shows in its UDP counters once
+    // read (`InDatagrams` counts at `recvmsg`), or as dropped at its full buffer.
+    let kernel = net
+        .local()
+        .ns()
+        .udp_socket(SocketAddr::V4(SocketAddrV4::new(net.local().ipv4(), port)))
+        .unwrap();
+    kernel
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let kernel_got = || {
+        let mut buf = [0u8; 2048];
+        while kernel.recv_from(&mut buf).is_ok() {}
+        udp_received(net.local().ns())
+    };
+    let before = kernel_got();
+    net.local()
+        .ns()
+        .run(|| {
+            let ifindex = interface_index(net.local().ifname()).unwrap();
+            let mut d = Dispatcher::attach(ifindex, mode).unwrap();
+            assert_eq!((d.ifindex(), d.mode()), (ifindex, mode));
+            // Nothing registered: the kernel's socket gets everything.
+            let h = send(&net, port, N);
+            assert_eq!(join(h).sent, N);
+            wait_for(|| kernel_got() - before == N, "passed to the kernel");
+            assert_eq!(d.unserved(0).unwrap(), N);
+            // A demux program for queue 0 with a listener on the port: its socket gets
+            // everything.
+            let pool = FramePool::new(1024, 4096, 0).unwrap();
+            let umem = Umem::from_pool(&pool).unwrap();
+            let (mut queue, mut sock) =
+                XskQueue::open(&umem, ifindex, 0, &QueueConfig::default()).unwrap();
+            queue.fill_from_pool(1024).unwrap();
+            let mut xdp = LrpXdp::load(&ProgramConfig::default()).unwrap();
+            xdp.set_socket(0, &sock).unwrap();
+            let key = ListenerKey::new(Proto::Udp, IpAddr::V4(net.local().ipv4()), port);
+            xdp.insert_listener(&key, &Listener::new(ChannelId(0)))
+                .unwrap();
+            d.register(0, &xdp).unwrap();
+            let h = send(&net, port, N);
+            let mut got = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while (got.len() as u64) < N {
+                assert!(Instant::now() < deadline, "timed out at {}", got.len());
+                let mut frames = Vec::new();
+                if sock.receive_frames(64, &mut frames).unwrap() == 0 {
+                    sock.poll_rx(Duration::from_millis(5)).unwrap();
+                }
+                got.extend(frames.iter().map(|f| parse_udp4(f).expect("UDP")));
+            }
+            assert_eq!(join(h).sent, N);
+            assert_complete(&got, port, N);
+            assert_eq!(d.unserved(0).unwrap(), N, "no more unserved frames");
+            assert_eq!(xdp.slot_counters(0).unwrap().redirected, N);
+            // Unregistered again: back to the kernel.
+            d.unregister(0).unwrap();
+            d.unregister(0).unwrap(); // not registered: fine
+            assert!(d.unregister(1000).is_err());
+            let h = send(&net, port, 10);
+            assert_eq!(join(h).sent, 10);
+            wait_for(
+                || kernel_got() - before == N + 10,
+                "passed to the kernel again",
+            );
+            assert_eq!(d.unserved(0).unwrap(), N + 10);
+            drop(got);
+            while queue.complete_to_pool(256).unwrap() > 0 {}
+            let c = pool.census();
+            assert!(
+                c.is_conserved() && c.held == 0 && c.violations == 0,
+                "{c:?}"
+            );
+        })
+        .unwrap();
+}
+
+#[test]
+fn skb_dispatcher() {
+    dispatcher(AttachMode::Skb);
+}
+
+#[test]
+fn driver_dispatcher() {
+    dispatcher(AttachMode::Driver);
 }

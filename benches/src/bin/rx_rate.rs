@@ -6,9 +6,18 @@
 //!
 //!   --reps N        repetitions of every variant, interleaved (default 5)
 //!   --seconds S     flood duration per run (default 2)
-//!   --senders K     kernel UDP sender threads in the peer namespace (default 2)
+//!   --senders K     kernel UDP sender processes in the peer namespace (default 2)
 //!   --attach MODE   skb | driver (default skb)
+//!   --no-pin        do not pin (see below)
+//!   --only NAME     run one variant (raw, ni-lrp, soft-lrp, eager), e.g. to profile it
 //! ```
+//!
+//! **CPUs.** By default the receiver gets a CPU of its own: the run re-executes itself
+//! under `taskset -c 1`, and the senders run as separate processes under `taskset -c 0`.
+//! On veth the kernel's receive path — the XDP program, the copy into the UMEM — runs on
+//! the sending CPU, so CPU 1 does only what each variant's receiver does, and the receiver
+//! CPU time per frame (from `/proc/thread-self/schedstat`) is that work alone. With
+//! `--no-pin` everything shares the CPUs, as an unconfigured host would.
 //!
 //! It builds a test network (two namespaces joined by a veth pair, see
 //! `lrp_net::testnet`), then, for every repetition and every variant in a rotating order,
@@ -33,7 +42,7 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
-use std::process::ExitCode;
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use lrp_core::demux::{ChannelId, Listener, ListenerKey};
@@ -81,10 +90,15 @@ struct Options {
     seconds: f64,
     senders: u16,
     attach: XdpAttach,
+    pin: bool,
+    only: Option<Variant>,
 }
 
+/// Set in the re-executed, pinned process.
+const PINNED_ENV: &str = "LRP_RX_RATE_PINNED";
+
 /// One run's numbers.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Run {
     /// Frames the receiver got.
     received: u64,
@@ -98,6 +112,8 @@ struct Run {
     drops: u64,
     /// CPU time of the receiving thread during the run.
     cpu: Duration,
+    /// Where the drops happened.
+    detail: String,
 }
 
 impl Run {
@@ -152,12 +168,19 @@ fn parse() -> Option<(PathBuf, Options)> {
         seconds: 2.0,
         senders: 2,
         attach: XdpAttach::Skb,
+        pin: true,
+        only: None,
     };
     while let Some(a) = args.next() {
         match a.as_str() {
             "--reps" => o.reps = args.next()?.parse().ok().filter(|&n| n > 0)?,
             "--seconds" => o.seconds = args.next()?.parse().ok().filter(|&s: &f64| s > 0.0)?,
             "--senders" => o.senders = args.next()?.parse().ok().filter(|&n| n > 0)?,
+            "--no-pin" => o.pin = false,
+            "--only" => {
+                let name = args.next()?;
+                o.only = Some(Variant::ALL.into_iter().find(|v| v.name() == name)?);
+            }
             "--attach" => {
                 o.attach = match args.next()?.as_str() {
                     "skb" => XdpAttach::Skb,
@@ -172,35 +195,141 @@ fn parse() -> Option<(PathBuf, Options)> {
     Some((dir?, o))
 }
 
-/// Flood the local end's port from `senders` kernel sockets for `seconds`.
-fn flood(net: &TestNet, o: &Options) -> Vec<std::thread::JoinHandle<Result<UdpSendReport, testnet::TestNetError>>> {
-    let dst = SocketAddr::V4(SocketAddrV4::new(net.local().ipv4(), PORT));
-    (0..o.senders)
-        .map(|i| {
-            let mut f = UdpFlood::new(dst, u64::MAX, PAYLOAD);
-            f.bind = SocketAddr::V4(SocketAddrV4::new(net.peer().ipv4(), 40000 + i));
-            f.burst = 256;
-            f.pause = Duration::ZERO;
-            f.timeout = Duration::from_secs_f64(o.seconds);
-            net.peer().ns().spawn_udp_sender(f)
-        })
-        .collect()
+/// A flood of datagrams to `dst` from `bind` for `seconds`, as fast as it goes.
+fn udp_flood(dst: SocketAddr, bind: SocketAddr, seconds: f64) -> UdpFlood {
+    let mut f = UdpFlood::new(dst, u64::MAX, PAYLOAD);
+    f.bind = bind;
+    f.burst = 256;
+    f.pause = Duration::ZERO;
+    f.timeout = Duration::from_secs_f64(seconds);
+    f
 }
 
-fn join_senders(
-    hs: Vec<std::thread::JoinHandle<Result<UdpSendReport, testnet::TestNetError>>>,
-) -> Result<(u64, Duration), String> {
+/// The kernel senders of one run: threads, or processes pinned to CPU 0.
+enum Senders {
+    Threads(Vec<std::thread::JoinHandle<Result<UdpSendReport, testnet::TestNetError>>>),
+    Processes(Vec<Child>),
+}
+
+/// Flood the local end's port from `senders` kernel sockets for `seconds`.
+fn flood(net: &TestNet, o: &Options) -> Result<Senders, String> {
+    let dst = SocketAddr::V4(SocketAddrV4::new(net.local().ipv4(), PORT));
+    let bind = |i: u16| SocketAddr::V4(SocketAddrV4::new(net.peer().ipv4(), 40000 + i));
+    if !o.pin {
+        return Ok(Senders::Threads(
+            (0..o.senders)
+                .map(|i| {
+                    net.peer()
+                        .ns()
+                        .spawn_udp_sender(udp_flood(dst, bind(i), o.seconds))
+                })
+                .collect(),
+        ));
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut children = Vec::new();
+    for i in 0..o.senders {
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                net.peer().ns().name(),
+                "taskset",
+                "-c",
+                "0",
+            ])
+            .arg(&exe)
+            .args(["--send", &dst.to_string(), &bind(i).to_string()])
+            .arg(o.seconds.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("starting a sender: {e}"))?;
+        children.push(child);
+    }
+    Ok(Senders::Processes(children))
+}
+
+/// Datagrams sent and the longest sending time.
+fn join_senders(senders: Senders) -> Result<(u64, Duration), String> {
     let mut sent = 0;
     let mut time = Duration::ZERO;
-    for h in hs {
-        let r = h
-            .join()
-            .map_err(|_| "a sender panicked".to_string())?
-            .map_err(|e| e.to_string())?;
-        sent += r.sent;
-        time = time.max(r.elapsed);
+    match senders {
+        Senders::Threads(hs) => {
+            for h in hs {
+                let r = h
+                    .join()
+                    .map_err(|_| "a sender panicked".to_string())?
+                    .map_err(|e| e.to_string())?;
+                sent += r.sent;
+                time = time.max(r.elapsed);
+            }
+        }
+        Senders::Processes(children) => {
+            for c in children {
+                let out = c.wait_with_output().map_err(|e| e.to_string())?;
+                let text = String::from_utf8_lossy(&out.stdout);
+                let mut it = text.split_whitespace();
+                let (Some("sent"), Some(n), Some(ns)) = (it.next(), it.next(), it.next()) else {
+                    return Err(format!("a sender failed ({}): {text}", out.status));
+                };
+                sent += n.parse::<u64>().map_err(|e| e.to_string())?;
+                let ns: u64 = ns
+                    .parse()
+                    .map_err(|e: std::num::ParseIntError| e.to_string())?;
+                time = time.max(Duration::from_nanos(ns));
+            }
+        }
     }
     Ok((sent, time))
+}
+
+/// `--send DST BIND SECONDS`: one sender process (started in the peer namespace).
+fn sender_main(args: &[String]) -> ExitCode {
+    let parsed = (|| {
+        let dst: SocketAddr = args.first()?.parse().ok()?;
+        let bind: SocketAddr = args.get(1)?.parse().ok()?;
+        let seconds: f64 = args.get(2)?.parse().ok()?;
+        Some(udp_flood(dst, bind, seconds))
+    })();
+    let Some(flood) = parsed else {
+        eprintln!("usage: rx_rate --send DST BIND SECONDS");
+        return ExitCode::from(2);
+    };
+    match flood.run() {
+        Ok(r) => {
+            println!("sent {} {}", r.sent, r.elapsed.as_nanos());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sender: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Re-run this process under `taskset -c 1` (the receiver's CPU); returns its status.
+fn pinned_rerun() -> ExitCode {
+    let Ok(exe) = std::env::current_exe() else {
+        eprintln!("cannot find this executable to re-run it pinned");
+        return ExitCode::FAILURE;
+    };
+    let status = Command::new("taskset")
+        .args(["-c", "1"])
+        .arg(exe)
+        .args(std::env::args_os().skip(1))
+        .env(PINNED_ENV, "1")
+        .status();
+    match status {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        Ok(s) => {
+            eprintln!("the pinned run failed: {s}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("running taskset (util-linux): {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The raw receive-and-drop loop (runs on a thread in the local namespace).
@@ -222,7 +351,9 @@ fn run_raw(net: &TestNet, o: &Options) -> Result<Run, String> {
         ..QueueConfig::default()
     };
     let (mut queue, mut sock) = XskQueue::open(&umem, ifindex, 0, &qc).map_err(|x| e(&x))?;
-    queue.fill_from_pool(FRAMES as usize / 2).map_err(|x| e(&x))?;
+    queue
+        .fill_from_pool(FRAMES as usize / 2)
+        .map_err(|x| e(&x))?;
     xdp.set_socket(0, &sock).map_err(|x| e(&x))?;
     let key = ListenerKey::new(Proto::Udp, IpAddr::V4(net.local().ipv4()), PORT);
     xdp.insert_listener(&key, &Listener::new(ChannelId(0)))
@@ -232,7 +363,7 @@ fn run_raw(net: &TestNet, o: &Options) -> Result<Run, String> {
         XdpAttach::Driver => AttachMode::Driver,
     };
     xdp.attach(ifindex, mode).map_err(|x| e(&x))?;
-    let senders = flood(net, o);
+    let senders = flood(net, o)?;
     let cfg = RxDropConfig {
         max_duration: Duration::from_secs_f64(o.seconds + 5.0),
         idle_timeout: Duration::from_millis(300),
@@ -250,6 +381,10 @@ fn run_raw(net: &TestNet, o: &Options) -> Result<Run, String> {
         send_time,
         drops: st.rx_ring_full + st.rx_dropped + st.rx_fill_ring_empty_descs,
         cpu,
+        detail: format!(
+            "ring-full {} no-buffer {} other {}",
+            st.rx_ring_full, st.rx_fill_ring_empty_descs, st.rx_dropped
+        ),
     })
 }
 
@@ -269,8 +404,10 @@ fn run_nic(net: &TestNet, o: &Options, mode: Mode) -> Result<Run, String> {
         .eager_queue(RING);
     let nic = Nic::open(net.local().ifname(), config).map_err(|e| e.to_string())?;
     let rule = Rule::listener(Proto::Udp, IpAddr::V4(net.local().ipv4()), PORT);
-    let ch = nic.channel(rule, RING as usize).map_err(|e| e.to_string())?;
-    let senders = flood(net, o);
+    let ch = nic
+        .channel(rule, RING as usize)
+        .map_err(|e| e.to_string())?;
+    let senders = flood(net, o)?;
     let mut frames = Vec::with_capacity(256);
     let mut received = 0u64;
     let cpu0 = thread_cpu();
@@ -312,6 +449,15 @@ fn run_nic(net: &TestNet, o: &Options, mode: Mode) -> Result<Run, String> {
             + b.rx_ring_full
             + nic.stats().account.drops.iter().sum::<u64>(),
         cpu,
+        detail: format!(
+            "gate {} ring-full {} early {} endpoint {} no-buffer {} shared-ring-full {}",
+            s.gate_drops,
+            s.ring_full_drops + s.kernel_drops,
+            s.early_discards,
+            s.endpoint_full_drops,
+            b.rx_no_buffer,
+            b.rx_ring_full
+        ),
     })
 }
 
@@ -328,9 +474,21 @@ fn median(xs: &mut [f64]) -> f64 {
 }
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--send") {
+        return sender_main(&args[1..]);
+    }
     let Some((dir, o)) = parse() else {
         return usage();
     };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if o.pin && std::env::var_os(PINNED_ENV).is_none() {
+        if cpus < 2 {
+            eprintln!("pinning needs 2 CPUs; use --no-pin");
+            return ExitCode::FAILURE;
+        }
+        return pinned_rerun();
+    }
     if let Err(why) = testnet::availability() {
         eprintln!("rx_rate needs root (network namespaces, XDP): {why}");
         return ExitCode::FAILURE;
@@ -351,12 +509,18 @@ fn main() -> ExitCode {
         }
     };
     eprintln!(
-        "rx_rate: {} reps x {} variants, {} s floods from {} kernel sender(s), {:?} XDP, {PAYLOAD}-byte payloads",
+        "rx_rate: {} reps x {} variants, {} s floods from {} kernel sender(s), {:?} XDP, \
+         {PAYLOAD}-byte payloads, {}",
         o.reps,
         Variant::ALL.len(),
         o.seconds,
         o.senders,
-        o.attach
+        o.attach,
+        if o.pin {
+            "receiver on CPU 1, senders on CPU 0"
+        } else {
+            "not pinned"
+        }
     );
     let mut csv = String::from(
         "rep,variant,received,active_s,rate_pps,sent,offered_pps,drops,rx_cpu_ns_per_frame\n",
@@ -369,6 +533,9 @@ fn main() -> ExitCode {
         for k in 0..Variant::ALL.len() {
             let i = (k + rep) % Variant::ALL.len();
             let v = Variant::ALL[i];
+            if o.only.is_some_and(|only| only != v) {
+                continue;
+            }
             let result = net.local().ns().run(|| match v {
                 Variant::Raw => run_raw(&net, &o),
                 Variant::Nic(mode) => run_nic(&net, &o, mode),
@@ -382,13 +549,14 @@ fn main() -> ExitCode {
             };
             eprintln!(
                 "rep {rep} {:>8}: {:>9.0} pps received ({} frames in {:.3} s), offered {:.0} pps, \
-                 drops {}, receiver {:.0} ns/frame",
+                 drops {} ({}), receiver {:.0} ns/frame",
                 v.name(),
                 run.rate(),
                 run.received,
                 run.active.as_secs_f64(),
                 run.offered(),
                 run.drops,
+                run.detail,
                 run.cpu_per_frame()
             );
             let _ = writeln!(
@@ -418,8 +586,16 @@ fn main() -> ExitCode {
     let raw = medians[0];
     let raw_cpu = cpu_medians[0];
     println!(
-        "\n### rx_rate: one channel, {:?} XDP, {} kernel sender(s), {} x {} s\n",
-        o.attach, o.senders, o.reps, o.seconds
+        "\n### rx_rate: one channel, {:?} XDP, {} kernel sender(s), {} x {} s, {}\n",
+        o.attach,
+        o.senders,
+        o.reps,
+        o.seconds,
+        if o.pin {
+            "receiver pinned to CPU 1, senders to CPU 0"
+        } else {
+            "not pinned"
+        }
     );
     println!(
         "| variant | median rx (pps) | min | max | median offered (pps) | rx / raw | \
@@ -428,6 +604,9 @@ fn main() -> ExitCode {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (i, v) in Variant::ALL.iter().enumerate() {
         let r = &rates[i];
+        if r.is_empty() {
+            continue;
+        }
         let min = r.iter().copied().fold(f64::INFINITY, f64::min);
         let max = r.iter().copied().fold(0.0, f64::max);
         let off = median(&mut offered[i]);

@@ -19,15 +19,16 @@
 //! In [`Mode::NiLrp`] and [`Mode::SoftLrp`] a frame waits, unprocessed, in its endpoint's
 //! channel until the endpoint's owner calls in: `recv_from`, `accept`, `read`, `write`.
 //! That call takes the frames off the channel, verifies the checksums
-//! ([`lrp_core::wire::verify`]; failures counted by reason on the endpoint's account),
-//! runs smoltcp's ingress and egress and copies the data out to the application, on the
-//! caller's thread. The thread CPU time of that work (`CLOCK_THREAD_CPUTIME_ID`, measured
-//! around each step, see [`thread_cpu_ns`]) is charged to the endpoint's account,
-//! readable in [`SocketStats`]. What the call does for others is not: the NIC's poll step
-//! (refilling the NIC's buffers, moving other endpoints' frames in SOFT-LRP), which a
-//! receiver runs when its channel is empty or before it sleeps. A flooded socket's excess
-//! is discarded at its own channel before any of this work, and only its owner pays for
-//! the frames it does take.
+//! ([`lrp_core::wire::verify`]; failures counted by reason on the endpoint's account) and
+//! runs smoltcp's ingress and egress, on the caller's thread. The thread CPU time of that
+//! work (`CLOCK_THREAD_CPUTIME_ID`, measured around each step, see [`thread_cpu_ns`]) is
+//! charged to the endpoint's account, readable in [`SocketStats`]. Not charged: what the
+//! call does for others — the NIC's poll step (refilling the NIC's buffers, moving other
+//! endpoints' frames in SOFT-LRP), which a receiver runs when its channel is empty or
+//! before it sleeps — and the copy of the data into the application's buffer, which is
+//! the application's own work (measuring it would cost a clock read per datagram). A
+//! flooded socket's excess is discarded at its own channel before any of this work, and
+//! only its owner pays for the frames it does take.
 //!
 //! UDP processing is bounded by room: a receive takes at most as many frames off the
 //! channel as the socket buffer has free slots, so smoltcp never drops a processed
@@ -78,10 +79,15 @@
 //!   but keeps smoltcp's per-packet socket lookup trivial, which is the point of early
 //!   demultiplexing.
 //! * TCP timers (retransmission, delayed ACK) run when the connection's owner calls in.
-//!   A dropped [`TcpStream`] closes gracefully in the background (the stack's control
-//!   thread drives it, charging the connection's account) for at most
-//!   [`StackConfig::linger`], then aborts. A connection in TIME-WAIT is released at once:
-//!   a late retransmitted FIN is answered by the listener's RST responder.
+//!   A dropped [`TcpStream`] closes gracefully in the background for at most
+//!   [`StackConfig::linger`], then aborts: the stack's linger thread (or, in EAGER, the
+//!   eager poll thread) drives it, charging the connection's account. The thread is
+//!   woken when a connection starts lingering and then looks at the lingering
+//!   connections every millisecond, stepping those with frames waiting or a timer due,
+//!   so a connection is released (its channel — in NI-LRP a scarce NIC slot — freed)
+//!   about as soon as the peer's last segment arrives. A connection in TIME-WAIT is
+//!   released at once: a late retransmitted FIN is answered by the listener's RST
+//!   responder (or, without a listener, the host channel's).
 //!
 //! # ARP, ICMP and closed ports
 //!
@@ -258,11 +264,12 @@ impl StackConfig {
     }
 
     /// Whether the stack runs a control thread (default on) that answers ARP, ICMP and
-    /// closed ports on the host channel and closes dropped TCP connections in the background. Without
-    /// it, ARP is answered only when sockets run [`Stack::poll_control`] (they do when
-    /// they need a neighbour) or the application calls it, and dropping a `TcpStream`
-    /// lingers in the dropping thread. In EAGER mode with [`EagerDriver::Thread`] the
-    /// eager poll thread does this work instead, and this setting is ignored.
+    /// closed ports on the host channel, and a linger thread that closes dropped TCP
+    /// connections in the background. Without them, ARP is answered only when sockets
+    /// run [`Stack::poll_control`] (they do when they need a neighbour) or the
+    /// application calls it, and dropping a `TcpStream` lingers in the dropping thread.
+    /// In EAGER mode with [`EagerDriver::Thread`] the eager poll thread does this work
+    /// instead, and this setting is ignored.
     pub fn control_thread(mut self, enabled: bool) -> Self {
         self.control_thread = enabled;
         self
@@ -510,6 +517,8 @@ pub(crate) struct StackInner {
     eager: Mutex<Vec<Weak<dyn EagerEndpoint>>>,
     eager_account: Account,
     lingering: Mutex<Vec<Arc<dyn Lingering>>>,
+    /// Wakes the linger thread: a connection started lingering, or the stack stops.
+    linger_signal: Signal,
     stop: AtomicBool,
 }
 
@@ -630,6 +639,7 @@ impl StackInner {
 
     pub(crate) fn add_lingering(&self, conn: Arc<dyn Lingering>) {
         lock(&self.lingering).push(conn);
+        self.linger_signal.notify();
     }
 
     fn drive_lingering(&self) -> bool {
@@ -719,6 +729,13 @@ fn random_seed(n: u64) -> u64 {
     h.finish()
 }
 
+/// A port of the ephemeral range chosen by `seed`.
+fn first_ephemeral(seed: u64) -> u16 {
+    let span = u64::from(*EPHEMERAL.end() - *EPHEMERAL.start()) + 1;
+    // `seed % span` < span <= 16384: the sum stays within the range.
+    *EPHEMERAL.start() + (seed % span) as u16
+}
+
 fn advance(next: &mut u16) -> u16 {
     if !EPHEMERAL.contains(next) {
         *next = *EPHEMERAL.start();
@@ -752,6 +769,7 @@ struct Threads {
 impl Drop for Threads {
     fn drop(&mut self) {
         self.inner.stop.store(true, Ordering::Release);
+        self.inner.linger_signal.notify();
         for h in lock(&self.handles).drain(..) {
             let _ = h.join();
         }
@@ -818,10 +836,17 @@ impl Stack {
             seed: AtomicU64::new(0),
             control_channel,
             control: Mutex::new(control),
-            ports: Mutex::new(Ports::default()),
+            ports: Mutex::new(Ports {
+                // RFC 6056: start the ephemeral search at a random port, so that a new
+                // stack (a restarted program) does not reuse the 4-tuples of its
+                // predecessor, which peers may still hold in TIME-WAIT.
+                next_ephemeral: first_ephemeral(random_seed(u64::MAX - 1)),
+                ..Ports::default()
+            }),
             eager: Mutex::new(Vec::new()),
             eager_account: Account::new(),
             lingering: Mutex::new(Vec::new()),
+            linger_signal: Signal::default(),
             stop: AtomicBool::new(false),
         };
         let inner = Arc::new(inner);
@@ -845,6 +870,11 @@ impl Stack {
             let h = std::thread::Builder::new()
                 .name("lrp-control".into())
                 .spawn(move || control_loop(&i))?;
+            lock(&threads.handles).push(h);
+            let i = Arc::clone(&inner);
+            let h = std::thread::Builder::new()
+                .name("lrp-linger".into())
+                .spawn(move || linger_loop(&i))?;
             lock(&threads.handles).push(h);
         }
         Ok(Stack {
@@ -951,19 +981,34 @@ impl Stack {
     }
 }
 
+/// How often the linger thread looks at lingering connections.
+const LINGER_SLICE: Duration = Duration::from_millis(1);
+
 fn control_loop(inner: &StackInner) {
+    let slice = Duration::from_millis(50);
     while !inner.stop.load(Ordering::Acquire) {
         inner.poll_control_charged(true);
-        let busy = inner.drive_lingering();
-        let slice = if busy {
-            Duration::from_millis(5)
-        } else {
-            Duration::from_millis(50)
-        };
         // An error waiting (EINTR, a closed NIC) must not spin: sleep the slice instead.
         if inner.control_channel.wait(Some(slice)).is_err() {
             std::thread::sleep(slice);
         }
+    }
+}
+
+/// Drives lingering connections (LRP modes). Their frames arrive on their own channels,
+/// which one thread cannot sleep on together: it is woken when a connection starts
+/// lingering, then looks every [`LINGER_SLICE`] (a look at a connection with nothing to
+/// do is a few atomic loads) until none is left.
+fn linger_loop(inner: &StackInner) {
+    while !inner.stop.load(Ordering::Acquire) {
+        let seen = inner.linger_signal.seq();
+        let busy = inner.drive_lingering();
+        let slice = if busy {
+            LINGER_SLICE
+        } else {
+            Duration::from_secs(1)
+        };
+        inner.linger_signal.wait(seen, Some(slice));
     }
 }
 
@@ -982,5 +1027,26 @@ fn eager_loop(inner: &StackInner) {
                 std::thread::sleep(slice);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ephemeral_ports_start_anywhere_in_the_range_and_wrap() {
+        assert_eq!(first_ephemeral(0), 49152);
+        assert_eq!(first_ephemeral(16383), 65535);
+        assert_eq!(first_ephemeral(16384), 49152);
+        for seed in [1, 7777, u64::MAX] {
+            assert!(EPHEMERAL.contains(&first_ephemeral(seed)));
+        }
+        let mut next = 65535;
+        assert_eq!(advance(&mut next), 65535);
+        assert_eq!(advance(&mut next), 49152);
+        let mut unset = 0;
+        assert_eq!(advance(&mut unset), 49152);
+        assert_eq!(unset, 49153);
     }
 }

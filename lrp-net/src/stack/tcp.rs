@@ -183,16 +183,13 @@ impl ConnShared {
                     return Ok(0);
                 }
                 self.process(&mut st);
-                // Delivery (out of the socket buffer, into `buf`) is this connection's work.
-                let meter = CpuMeter::start();
                 match st.socket().recv_slice(buf) {
                     Ok(0) => {}
                     Ok(n) => {
                         self.delivered.fetch_add(1, Ordering::Relaxed);
                         self.delivered_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                        let account = self.channel.account();
-                        meter.charge(account);
                         // Reading opened the window: tell the peer now if it matters.
+                        let account = self.channel.account();
                         let ns = st.engine.egress(&self.stack, &self.channel, account);
                         account.charge_cpu(ns);
                         return Ok(n);
@@ -299,17 +296,33 @@ impl Lingering for ConnShared {
             return false;
         };
         let account = self.channel.account();
-        let io = StepIo {
-            source: Some(&self.channel),
-            tx: &self.channel,
-            account,
-            max_frames: self.channel.capacity(),
-        };
-        let out = st.engine.step(&self.stack, &io);
-        account.charge_cpu(out.cpu_ns);
+        // Step only with something to do: frames waiting (or forwarded by the listener),
+        // or a timer due (retransmission, delayed ACK).
+        let due = !self.channel.is_empty()
+            || !lock(&self.handoff).is_empty()
+            || st
+                .engine
+                .poll_delay(&self.stack)
+                .is_some_and(|d| d.is_zero());
+        if due {
+            let forwarded: Vec<Frame> = std::mem::take(&mut *lock(&self.handoff));
+            let src = *self.remote.ip();
+            for frame in forwarded {
+                st.engine.stage_verified(&self.stack, src, frame);
+            }
+            let io = StepIo {
+                source: Some(&self.channel),
+                tx: &self.channel,
+                account,
+                max_frames: self.channel.capacity(),
+            };
+            let out = st.engine.step(&self.stack, &io);
+            account.charge_cpu(out.cpu_ns);
+        }
         if ConnShared::finished(&mut st) {
             return true;
         }
+        if std::env::var("H7DBG").is_ok() { eprintln!("LINGER {:?} due={due} state={:?} empty={} len={}", self.remote, st.socket().state(), self.channel.is_empty(), self.channel.len()); }
         let deadline = *lock(&self.linger_deadline);
         if deadline.is_none_or(|d| now >= d) {
             st.socket().abort();

@@ -13,7 +13,6 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::udp;
 use smoltcp::wire::{IpAddress, IpEndpoint};
 
-use super::cpu::CpuMeter;
 use super::engine::{Engine, StepIo};
 use super::{lock, EagerDriver, EagerEndpoint, Signal, SocketStats, Stack, StackError, StackInner};
 use crate::nic::{Channel, Rule};
@@ -236,8 +235,6 @@ impl UdpShared {
                 if st.queued == 0 {
                     self.process(&mut st);
                 }
-                // Delivery (out of the socket buffer, into `buf`) is this socket's work too.
-                let meter = CpuMeter::start();
                 let handle = st.handle;
                 let socket = st.engine.sockets.get_mut::<udp::Socket>(handle);
                 if let Ok((data, meta)) = socket.recv() {
@@ -250,7 +247,6 @@ impl UdpShared {
                     st.queued = st.queued.saturating_sub(1);
                     self.delivered.fetch_add(1, Ordering::Relaxed);
                     self.delivered_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                    meter.charge(self.channel.account());
                     return Ok((n, from));
                 }
                 // Nothing was delivered although frames may be queued (all invalid, or

@@ -80,12 +80,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A dispatcher attached to an interface, shared by every NIC of this process on it.
 struct Attached {
     dispatcher: Mutex<Dispatcher>,
-    netns: (u64, u64),
-    ifindex: u32,
     mode: AttachMode,
 }
 
-static ATTACHED: Mutex<Vec<Weak<Attached>>> = Mutex::new(Vec::new());
+/// A network namespace's identity (see `NetNs::id`).
+type NsId = (u64, u64);
+
+/// The dispatchers of this process, by (namespace, interface index).
+static ATTACHED: Mutex<Vec<(NsId, u32, Weak<Attached>)>> = Mutex::new(Vec::new());
 
 impl Attached {
     /// The dispatcher of interface `ifindex` (in the calling thread's namespace `netns`),
@@ -93,15 +95,23 @@ impl Attached {
     fn get(netns: &NetNs, ifindex: u32, ifname: &str, mode: AttachMode) -> Result<Arc<Attached>> {
         // A NIC that is being dropped may still hold the link for a moment: retry
         // `AlreadyAttached` briefly if one of ours was on this interface.
-        for attempt in 0.. {
+        let key = (netns.id(), ifindex);
+        let mut attempt = 0;
+        let mut dying = false;
+        loop {
+            attempt += 1;
             let mut all = lock(&ATTACHED);
-            let mut dying = false;
-            all.retain(|w| w.strong_count() > 0 || {
-                dying = true;
-                false
+            all.retain(|(ns, i, w)| {
+                w.strong_count() > 0 || {
+                    dying |= (*ns, *i) == key;
+                    false
+                }
             });
-            for a in all.iter().filter_map(Weak::upgrade) {
-                if a.netns == netns.id() && a.ifindex == ifindex {
+            for (ns, i, w) in all.iter() {
+                if (*ns, *i) != key {
+                    continue;
+                }
+                if let Some(a) = w.upgrade() {
                     if a.mode != mode {
                         return Err(Error::Xdp(XdpError::InvalidConfig(format!(
                             "interface `{ifname}` is already served by this process with \
@@ -116,21 +126,18 @@ impl Attached {
                 Ok(d) => {
                     let a = Arc::new(Attached {
                         dispatcher: Mutex::new(d),
-                        netns: netns.id(),
-                        ifindex,
                         mode,
                     });
-                    all.push(Arc::downgrade(&a));
+                    all.push((key.0, key.1, Arc::downgrade(&a)));
                     return Ok(a);
                 }
-                Err(XdpError::AlreadyAttached { .. }) if dying && attempt < 200 => {
+                Err(XdpError::AlreadyAttached { .. }) if dying && attempt <= 200 => {
                     drop(all);
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        unreachable!("the loop returns")
     }
 }
 
@@ -337,7 +344,10 @@ impl Drop for XdpBackend {
         // `attached` drops with `shared`).
         let s = &self.shared;
         if let Err(e) = lock(&s.attached.dispatcher).unregister(s.queue_id) {
-            log::warn!("unregistering queue {} from the dispatcher: {e}", s.queue_id);
+            log::warn!(
+                "unregistering queue {} from the dispatcher: {e}",
+                s.queue_id
+            );
         }
     }
 }
@@ -626,6 +636,12 @@ impl Backend for XdpBackend {
         }
     }
 
+    fn ni_receive_maintains(&self) -> bool {
+        // `XdpNiQueue::after_receive`: every receive re-evaluates the gates (at most every
+        // GATE_SWEEP) and every REFILL_EVERY frames tops up the fill ring.
+        true
+    }
+
     fn census(&self) -> RingCensus {
         let s = &self.shared;
         let rx = s.in_rx_rings();
@@ -635,7 +651,9 @@ impl Backend for XdpBackend {
         let fill = posted.saturating_sub(received).saturating_sub(rx);
         let completed = s.c.tx_completed.load(Relaxed);
         let submitted = s.c.tx_submitted.load(Relaxed);
-        let tx = submitted.saturating_sub(completed).saturating_sub(completion);
+        let tx = submitted
+            .saturating_sub(completed)
+            .saturating_sub(completion);
         RingCensus {
             fill: fill as usize,
             rx: rx as usize,
@@ -662,11 +680,10 @@ impl Backend for XdpBackend {
             slot_sum(|c| c.no_socket),
         );
         let tx_stats = lock(&s.tx).0.statistics().unwrap_or_default();
-        let shared_rx = s
-            .rx
-            .as_ref()
-            .and_then(|r| lock(&r.sock).statistics().ok())
-            .unwrap_or_default();
+        let shared_rx =
+            s.rx.as_ref()
+                .and_then(|r| lock(&r.sock).statistics().ok())
+                .unwrap_or_default();
         let (mut ni_ring_full, mut ni_dropped) = (
             c.closed_ring_full.load(Relaxed),
             c.closed_dropped.load(Relaxed),

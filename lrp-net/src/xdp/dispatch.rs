@@ -137,13 +137,11 @@ impl Dispatcher {
     pub fn register(&mut self, queue: u32, program: &LrpXdp) -> Result<(), XdpError> {
         check_queue(queue)?;
         let fd = program.program_fd()?;
-        self.queues
-            .set(queue, fd, 0)
-            .map_err(|e| XdpError::Map {
-                map: "lrp_queues",
-                op: "set",
-                source: Box::new(e),
-            })
+        self.queues.set(queue, fd, 0).map_err(|e| XdpError::Map {
+            map: "lrp_queues",
+            op: "set",
+            source: Box::new(e),
+        })
     }
 
     /// Stop serving `queue`: its frames go to the kernel again. Unregistering a queue

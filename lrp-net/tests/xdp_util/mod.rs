@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Mutex, MutexGuard};
 
 use lrp_core::wire::checksum;
+use lrp_net::testnet::NetNs;
 
 /// Tests that push real traffic through veth take this lock: on a 2-core machine, two
 /// floods at once would starve each other's receive loops.
@@ -172,4 +173,27 @@ impl Rng {
     pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
+}
+
+/// A `Udp:` counter of the namespace's kernel (from `/proc/net/snmp`).
+pub(crate) fn udp_counter(ns: &NetNs, name: &str) -> u64 {
+    let out = ns.exec("cat", &["/proc/net/snmp"]).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (names, values) = (udp.next().unwrap(), udp.next().unwrap());
+    let i = names
+        .split_whitespace()
+        .position(|n| n == name)
+        .unwrap_or_else(|| panic!("no Udp {name} counter"));
+    values.split_whitespace().nth(i).unwrap().parse().unwrap()
+}
+
+pub(crate) fn udp_in_csum_errors(ns: &NetNs) -> u64 {
+    udp_counter(ns, "InCsumErrors")
+}
+
+/// Datagrams the namespace's UDP layer received for a socket: read by it (`InDatagrams`
+/// counts at `recvmsg`: drain the socket first), or dropped at its full buffer.
+pub(crate) fn udp_received(ns: &NetNs) -> u64 {
+    udp_counter(ns, "InDatagrams") + udp_counter(ns, "RcvbufErrors")
 }
