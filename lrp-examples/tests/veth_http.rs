@@ -351,12 +351,10 @@ fn backlog_run(mode: Mode, concurrent: usize, wrk: bool) {
     let server = Server::start(listener);
 
     // Sequential connections from one Linux client thread.
-    let st2 = stack.clone();
     net.peer()
         .ns()
         .run(move || {
             for i in 0..SEQUENTIAL {
-                if i % 10 == 0 || i > 70 { eprintln!("DIAG {i}: {:?}", st2.nic().stats().channels); }
                 linux_get(to, 100 + i, &format!("{mode:?} sequential {i}"));
             }
         })
@@ -436,6 +434,7 @@ fn backlog_of_sequential_and_concurrent_linux_clients_then_wrk_without_errors() 
         return;
     }
     let _serial = serial();
+    backlog_run(Mode::SoftLrp, 64, false);
     // NI-LRP: every connection is an AF_XDP socket in one of the NIC queue's 64 XSKMAP
     // slots, two of which the host channel and the listener hold; the backend does not
     // offer more yet, so 60 connections at once (plus slots for ones still closing).

@@ -574,19 +574,26 @@ fn accounting_run(v: &Veth, flood: u64, light: u64) -> (Receiver, Receiver, u64)
     }
     done.store(true, Ordering::Release);
     let (f, q) = (fa.join().unwrap(), qa.join().unwrap());
-    let local = v.net.local();
+    // Where frames went, for the record (and to tell a loss in lrp from one before it).
+    let b = v.stack.nic().stats().backend;
+    let (fs, qs) = (flooded.stats(), quiet.stats());
     eprintln!(
-        "{:?}: nic {:?}\nlocal link {:?}",
+        "{:?}: NIC offered {} accepted {}, gate drops {}, channel ring full {}, shared ring \
+         full {}, no buffer {}; flooded socket: {} in, {} discarded early, {} late; quiet \
+         socket: {} in, {} discarded early, {} late",
         v.stack.mode(),
-        v.stack.nic().stats(),
-        local.ns().link_stats(local.ifname())
-    );
-    eprintln!(
-        "{:?}: flooded socket {:?}\n{:?}: quiet socket {:?}",
-        v.stack.mode(),
-        flooded.stats(),
-        v.stack.mode(),
-        quiet.stats()
+        b.rx_offered,
+        b.rx_accepted,
+        b.gate_drops,
+        b.ni_ring_full,
+        b.rx_ring_full,
+        b.rx_no_buffer,
+        fs.packets,
+        fs.early_discards,
+        fs.late_drops,
+        qs.packets,
+        qs.early_discards,
+        qs.late_drops,
     );
     (f, q, v.stack.eager_stats().cpu_ns - eager0)
 }

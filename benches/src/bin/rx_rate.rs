@@ -10,6 +10,8 @@
 //!   --attach MODE   skb | driver (default skb)
 //!   --no-pin        do not pin (see below)
 //!   --only NAME     run one variant (raw, ni-lrp, soft-lrp, eager), e.g. to profile it
+//!
+//! RX_RATE_DEBUG=1   also print each NIC's census and backend counters after its run
 //! ```
 //!
 //! **CPUs.** By default the receiver gets a CPU of its own: the run re-executes itself
@@ -51,7 +53,8 @@ use lrp_net::pool::FramePool;
 use lrp_net::testnet::{self, TestNet, TestNetConfig, UdpFlood, UdpSendReport};
 use lrp_net::xdp::baseline::{rx_drop, RxDropConfig};
 use lrp_net::xdp::{
-    interface_index, AttachMode, LrpXdp, ProgramConfig, QueueConfig, SocketConfig, Umem, XskQueue,
+    interface_index, AttachMode, LrpXdp, ProgramConfig, QueueConfig, SocketConfig, Umem, XdpError,
+    XskQueue,
 };
 use lrp_net::{Mode, Nic, NicConfig, Rule, XdpAttach};
 
@@ -341,7 +344,6 @@ fn run_raw(net: &TestNet, o: &Options) -> Result<Run, String> {
         XdpAttach::Driver => 4096,
     };
     let pool = FramePool::new(FRAMES, frame_size, 0).map_err(|x| e(&x))?;
-    let umem = Umem::from_pool(&pool).map_err(|x| e(&x))?;
     let mut xdp = LrpXdp::load(&ProgramConfig::default()).map_err(|x| e(&x))?;
     let qc = QueueConfig {
         socket: SocketConfig {
@@ -350,7 +352,18 @@ fn run_raw(net: &TestNet, o: &Options) -> Result<Run, String> {
         },
         ..QueueConfig::default()
     };
-    let (mut queue, mut sock) = XskQueue::open(&umem, ifindex, 0, &qc).map_err(|x| e(&x))?;
+    // The previous run's sockets may still hold the queue for a moment (the kernel
+    // releases it asynchronously): retry a busy queue briefly, with a fresh UMEM.
+    let deadline = Instant::now() + Duration::from_millis(500);
+    let (mut queue, mut sock) = loop {
+        let umem = Umem::from_pool(&pool).map_err(|x| e(&x))?;
+        match XskQueue::open(&umem, ifindex, 0, &qc) {
+            Err(XdpError::QueueBusy { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            r => break r.map_err(|x| e(&x))?,
+        }
+    };
     queue
         .fill_from_pool(FRAMES as usize / 2)
         .map_err(|x| e(&x))?;
@@ -435,6 +448,9 @@ fn run_nic(net: &TestNet, o: &Options, mode: Mode) -> Result<Run, String> {
     let (sent, send_time) = join_senders(senders)?;
     let s = ch.stats();
     let b = nic.stats().backend;
+    if std::env::var_os("RX_RATE_DEBUG").is_some() {
+        eprintln!("census {:?}\nbackend {b:?}", nic.census());
+    }
     Ok(Run {
         received,
         active: first.map_or(Duration::ZERO, |f| last - f),

@@ -114,7 +114,7 @@ mod udp;
 use std::collections::HashSet;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -519,6 +519,8 @@ pub(crate) struct StackInner {
     lingering: Mutex<Vec<Arc<dyn Lingering>>>,
     /// Wakes the linger thread: a connection started lingering, or the stack stops.
     linger_signal: Signal,
+    /// Threads dropping released connections now (see `StackInner::release`).
+    releasers: Arc<AtomicUsize>,
     stop: AtomicBool,
 }
 
@@ -630,7 +632,7 @@ impl StackInner {
         n
     }
 
-    /// Whether a thread of the stack drives lingering connections (the control thread,
+    /// Whether a thread of the stack drives lingering connections (the linger thread,
     /// or the eager poll thread).
     pub(crate) fn has_background_thread(&self) -> bool {
         self.cfg.control_thread
@@ -651,7 +653,44 @@ impl StackInner {
         let done: Vec<bool> = list.iter().map(|c| c.linger_step(now)).collect();
         let mut guard = lock(&self.lingering);
         guard.retain(|c| !list.iter().zip(&done).any(|(l, d)| *d && Arc::ptr_eq(l, c)));
-        !guard.is_empty()
+        let busy = !guard.is_empty();
+        drop(guard);
+        for (conn, done) in list.into_iter().zip(done) {
+            if done {
+                self.release(conn);
+            }
+        }
+        busy
+    }
+
+    /// Drop a connection that finished lingering (the last reference, but for a moment
+    /// the clone of a concurrent `drive_lingering`), off this thread.
+    ///
+    /// Dropping a connection closes its channel. In NI-LRP that closes an AF_XDP socket,
+    /// and the kernel's `xsk_release` waits for an RCU grace period (`synchronize_net`,
+    /// about 10-15 ms on the test machines): closed one after the other on the linger
+    /// thread, a busy server's connections were released slower than they arrived and
+    /// exhausted the NIC's channel slots. Closed on threads of their own, the waits
+    /// overlap and share grace periods. At most [`MAX_RELEASERS`] such threads run at
+    /// once; beyond that (or if a thread cannot be spawned) the connection is dropped
+    /// here.
+    fn release(&self, conn: Arc<dyn Lingering>) {
+        if self.releasers.fetch_add(1, Ordering::AcqRel) >= MAX_RELEASERS {
+            self.releasers.fetch_sub(1, Ordering::AcqRel);
+            drop(conn);
+            return;
+        }
+        let count = Arc::clone(&self.releasers);
+        let spawned = std::thread::Builder::new()
+            .name("lrp-release".into())
+            .spawn(move || {
+                drop(conn);
+                count.fetch_sub(1, Ordering::AcqRel);
+            });
+        if spawned.is_err() {
+            // The closure (and the connection) was dropped with the error.
+            self.releasers.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     /// Open a channel for an endpoint of this stack.
@@ -847,6 +886,7 @@ impl Stack {
             eager_account: Account::new(),
             lingering: Mutex::new(Vec::new()),
             linger_signal: Signal::default(),
+            releasers: Arc::new(AtomicUsize::new(0)),
             stop: AtomicBool::new(false),
         };
         let inner = Arc::new(inner);
@@ -983,6 +1023,9 @@ impl Stack {
 
 /// How often the linger thread looks at lingering connections.
 const LINGER_SLICE: Duration = Duration::from_millis(1);
+
+/// Most threads dropping released connections at once (see `StackInner::release`).
+const MAX_RELEASERS: usize = 64;
 
 fn control_loop(inner: &StackInner) {
     let slice = Duration::from_millis(50);

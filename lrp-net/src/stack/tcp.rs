@@ -322,7 +322,6 @@ impl Lingering for ConnShared {
         if ConnShared::finished(&mut st) {
             return true;
         }
-        if std::env::var("H7DBG").is_ok() { eprintln!("LINGER {:?} due={due} state={:?} empty={} len={}", self.remote, st.socket().state(), self.channel.is_empty(), self.channel.len()); }
         let deadline = *lock(&self.linger_deadline);
         if deadline.is_none_or(|d| now >= d) {
             st.socket().abort();

@@ -66,6 +66,9 @@ const REFILL_EVERY: u32 = 64;
 /// How many times a transmit kicks the kernel when it asks to be called again.
 const KICKS: usize = 4;
 
+/// How long `Nic::open` retries a queue that is still busy (see `open_queue`).
+const BUSY_RETRY: Duration = Duration::from_millis(500);
+
 /// A receiving channel re-evaluates every channel's gate at most this often.
 const GATE_SWEEP: Duration = Duration::from_micros(50);
 
@@ -376,10 +379,6 @@ pub(crate) fn open(ifname: &str, config: &NicConfig) -> Result<XdpBackend> {
         config.get_headroom(),
     )?;
     let mode = config.get_mode();
-    // The UMEM first: its errors (memlock limit, CAP_NET_RAW) are about this NIC's
-    // configuration; the program's (CAP_BPF) about the host.
-    let umem = Umem::from_pool(&pool)?;
-    let mut program = LrpXdp::load(&ProgramConfig::default())?;
     let qc = QueueConfig {
         bind: BindMode::Auto,
         need_wakeup: true,
@@ -388,7 +387,8 @@ pub(crate) fn open(ifname: &str, config: &NicConfig) -> Result<XdpBackend> {
             tx_size: config.get_tx_ring(),
         },
     };
-    let (fq, tx) = XskQueue::open(&umem, ifindex, config.get_queue(), &qc)?;
+    let (fq, tx) = open_queue(&pool, ifindex, config.get_queue(), &qc)?;
+    let mut program = LrpXdp::load(&ProgramConfig::default())?;
     let rx = match mode {
         Mode::NiLrp => None,
         Mode::SoftLrp | Mode::Eager => {
@@ -436,6 +436,31 @@ pub(crate) fn open(ifname: &str, config: &NicConfig) -> Result<XdpBackend> {
     // Last: from here on the queue's frames reach the program.
     lock(&shared.attached.dispatcher).register(shared.queue_id, &lock(&shared.program))?;
     Ok(XdpBackend { shared })
+}
+
+/// Register the pool as a UMEM and open the queue. The kernel releases a closed socket's
+/// hold on a queue asynchronously, so a queue whose previous user (another NIC, a raw
+/// socket) closed a moment ago may still be busy: `EBUSY` is retried for up to
+/// [`BUSY_RETRY`] before it is reported.
+fn open_queue(
+    pool: &FramePool,
+    ifindex: u32,
+    queue: u32,
+    config: &QueueConfig,
+) -> Result<(XskQueue, XskSocket)> {
+    let deadline = Instant::now() + BUSY_RETRY;
+    loop {
+        // The UMEM first: its errors (memlock limit, CAP_NET_RAW) are about this NIC's
+        // configuration; the program's (CAP_BPF) about the host. A UMEM whose first
+        // bind failed cannot be used again, so every attempt registers a new one.
+        let umem = Umem::from_pool(pool)?;
+        match XskQueue::open(&umem, ifindex, queue, config) {
+            Err(XdpError::QueueBusy { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            r => return r.map_err(Error::Xdp),
+        }
+    }
 }
 
 impl XdpBackend {
