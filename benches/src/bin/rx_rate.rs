@@ -9,7 +9,7 @@
 //!   --senders K     kernel UDP sender processes in the peer namespace (default 2)
 //!   --attach MODE   skb | driver (default skb)
 //!   --no-pin        do not pin (see below)
-//!   --only NAME     run one variant (raw, ni-lrp, soft-lrp, eager), e.g. to profile it
+//!   --only NAME     run one variant (raw, raw-spin, ni-lrp, soft-lrp, eager)
 //!
 //! RX_RATE_DEBUG=1   also print each NIC's census and backend counters after its run
 //! ```
@@ -29,7 +29,11 @@
 //!
 //! * `raw` — `lrp_net::xdp::baseline::rx_drop`: the XDP program (NI mode, a listener on
 //!   the port) redirects to one AF_XDP socket; the loop takes each descriptor and posts
-//!   the chunk straight back to the fill ring. The cheapest possible receiver.
+//!   the chunk straight back to the fill ring, and sleeps in `poll` when the ring is
+//!   empty. The cheapest blocking receiver: the reference of the ratios.
+//! * `raw-spin` — the same loop spinning on the ring instead of sleeping: no wake-ups at
+//!   all, so it shows what the senders and the kernel path deliver when the receiver
+//!   costs them nothing (its CPU per frame is meaningless: it spins).
 //! * `ni-lrp`, `soft-lrp`, `eager` — `Nic::open` in that mode, one channel with a listener
 //!   rule on the port, and a receiver thread that takes frames with `Channel::recv_batch`
 //!   (running the poll step itself when its channel is empty, as an application would)
@@ -65,13 +69,17 @@ const RING: u32 = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Variant {
+    /// `rx_drop`, sleeping in `poll` when the ring is empty.
     Raw,
+    /// `rx_drop` spinning on the ring (never sleeps): the sender side's ceiling.
+    RawSpin,
     Nic(Mode),
 }
 
 impl Variant {
-    const ALL: [Variant; 4] = [
+    const ALL: [Variant; 5] = [
         Variant::Raw,
+        Variant::RawSpin,
         Variant::Nic(Mode::NiLrp),
         Variant::Nic(Mode::SoftLrp),
         Variant::Nic(Mode::Eager),
@@ -80,6 +88,7 @@ impl Variant {
     fn name(self) -> &'static str {
         match self {
             Variant::Raw => "raw",
+            Variant::RawSpin => "raw-spin",
             Variant::Nic(Mode::NiLrp) => "ni-lrp",
             Variant::Nic(Mode::SoftLrp) => "soft-lrp",
             Variant::Nic(Mode::Eager) => "eager",
@@ -336,7 +345,7 @@ fn pinned_rerun() -> ExitCode {
 }
 
 /// The raw receive-and-drop loop (runs on a thread in the local namespace).
-fn run_raw(net: &TestNet, o: &Options) -> Result<Run, String> {
+fn run_raw(net: &TestNet, o: &Options, spin: bool) -> Result<Run, String> {
     let e = |e: &dyn std::fmt::Display| e.to_string();
     let ifindex = interface_index(net.local().ifname()).map_err(|x| e(&x))?;
     let frame_size = match o.attach {
@@ -380,6 +389,7 @@ fn run_raw(net: &TestNet, o: &Options) -> Result<Run, String> {
     let cfg = RxDropConfig {
         max_duration: Duration::from_secs_f64(o.seconds + 5.0),
         idle_timeout: Duration::from_millis(300),
+        busy_poll: spin,
         ..RxDropConfig::default()
     };
     let cpu0 = thread_cpu();
@@ -553,7 +563,8 @@ fn main() -> ExitCode {
                 continue;
             }
             let result = net.local().ns().run(|| match v {
-                Variant::Raw => run_raw(&net, &o),
+                Variant::Raw => run_raw(&net, &o, false),
+                Variant::RawSpin => run_raw(&net, &o, true),
                 Variant::Nic(mode) => run_nic(&net, &o, mode),
             });
             let run = match result.map_err(|e| e.to_string()).and_then(|r| r) {
