@@ -85,6 +85,14 @@ const STEP_SLICE: Duration = Duration::from_micros(50);
 /// Largest NI-LRP channel ring (AF_XDP rings are powers of two; this bounds memory).
 const MAX_NI_RING: usize = 1 << 16;
 
+/// Default NI-LRP channel slots ([`NicConfig::ni_slots`]).
+const DEFAULT_NI_SLOTS: u32 = 64;
+/// Fewest NI-LRP slots: a listener and its host channel.
+const MIN_NI_SLOTS: u32 = 2;
+/// Most NI-LRP slots: every slot is a socket with its own ring, and the NIC's statistics
+/// read every slot's counters.
+const MAX_NI_SLOTS: u32 = 1024;
+
 /// Which receive path a [`Nic`] runs. The same program runs in every mode; benchmarks
 /// compare them by changing this one setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -145,12 +153,13 @@ pub struct NicConfig {
     gate: bool,
     eager_queue: u32,
     batch: usize,
+    ni_slots: u32,
 }
 
 impl Default for NicConfig {
     /// Queue 0, 8192 frames of 2048 bytes, 2048-entry RX/TX/completion rings, a
     /// 4096-entry fill ring, SKB attach, SOFT-LRP, unmatched frames passed to the kernel,
-    /// gates on, a 1024-frame eager input queue, poll batches of 64.
+    /// gates on, a 1024-frame eager input queue, poll batches of 64, 64 NI-LRP slots.
     fn default() -> Self {
         NicConfig {
             queue: 0,
@@ -167,6 +176,7 @@ impl Default for NicConfig {
             gate: true,
             eager_queue: 1024,
             batch: 64,
+            ni_slots: DEFAULT_NI_SLOTS,
         }
     }
 }
@@ -253,6 +263,15 @@ impl NicConfig {
         self.batch = frames;
         self
     }
+    /// NI-LRP: how many channels get a receive queue of their own in the NIC (AF_XDP: the
+    /// size of the XDP program's XSKMAP, gate and per-slot counter maps), from 2 to
+    /// 1024; default 64. A slot is a socket with its own RX ring (and its memory), so
+    /// keep it to tens or hundreds. When every slot is taken, further channels with
+    /// exact rules become *soft channels* (see [`Nic::channel`]).
+    pub fn ni_slots(mut self, slots: u32) -> Self {
+        self.ni_slots = slots;
+        self
+    }
 
     /// The interface queue.
     pub fn get_queue(&self) -> u32 {
@@ -310,6 +329,10 @@ impl NicConfig {
     pub fn get_batch(&self) -> usize {
         self.batch
     }
+    /// NI-LRP channel slots in the NIC.
+    pub fn get_ni_slots(&self) -> u32 {
+        self.ni_slots
+    }
 
     /// Check the settings the pool does not check itself.
     pub(crate) fn validate(&self) -> Result<()> {
@@ -332,6 +355,11 @@ impl NicConfig {
         if self.batch == 0 {
             return Err(Error::InvalidConfig(
                 "the poll batch must be at least one frame",
+            ));
+        }
+        if !(MIN_NI_SLOTS..=MAX_NI_SLOTS).contains(&self.ni_slots) {
+            return Err(Error::InvalidConfig(
+                "ni_slots must be between 2 and 1024 (NI-LRP channel slots in the NIC)",
             ));
         }
         Ok(())

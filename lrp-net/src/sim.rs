@@ -131,6 +131,8 @@ pub(crate) struct SimBackend {
     max_len: usize,
     fill: ArrayQueue<u64>,
     fill_target: usize,
+    /// NI-LRP: channel slots (`NicConfig::ni_slots`).
+    ni_slots: u32,
     rx: ArrayQueue<Desc>,
     rx_ready: Notifier,
     tx: ArrayQueue<Desc>,
@@ -156,6 +158,7 @@ impl SimBackend {
             max_len,
             fill: ArrayQueue::new(nic.get_fill_ring() as usize),
             fill_target: nic.fill_target(),
+            ni_slots: nic.get_ni_slots(),
             rx: ArrayQueue::new(nic.get_rx_ring() as usize),
             rx_ready: Notifier::new()?,
             tx: ArrayQueue::new(nic.get_tx_ring() as usize),
@@ -427,6 +430,11 @@ impl Backend for SimBackend {
     }
 
     fn ni_open(&self, id: ChannelId, capacity: usize) -> Result<Arc<dyn NiQueue>> {
+        if id.0 >= self.ni_slots {
+            return Err(Error::NoChannelSlot(
+                "every NI-LRP slot of the simulated NIC is taken (NicConfig::ni_slots)",
+            ));
+        }
         let q = Arc::new(SimNiQueue {
             pool: self.pool.clone(),
             ring: NiChannel::new(capacity),

@@ -20,12 +20,21 @@
 //! before queueing it to its endpoint, where it is dropped if the endpoint's queue is
 //! full ([`DropReason::EndpointFull`]), after the work was spent. The CPU time is charged
 //! to the NIC, not to the endpoint it was spent for: the eager path cannot tell.
+//!
+//! **NI-LRP soft channels** ([`divert`], [`service_ni`]). When the NIC has no slot left
+//! for a channel with an exact rule, the channel is a soft channel: its rule lives only in
+//! the facade's table, so the NIC keeps sending its frames where its own, wider rules say
+//! (the listener's, the SYN or the host channel's ring). Whoever takes frames from such a
+//! ring runs them through the facade's exact table first and moves a soft channel's frames
+//! to it, discarding early (counted on the soft channel) when it is full. The cost is one
+//! classification per frame on those rings, paid only while soft channels exist.
 
 use lrp_core::account::DropReason;
 use lrp_core::demux::{ChannelId, Verdict};
 use lrp_core::eager::{Disposition, EagerPipeline, Fate};
 use lrp_core::flow::{classify, Classification};
 use lrp_core::wire;
+use std::sync::TryLockError;
 
 use crate::backend::NO_CHANNEL;
 use crate::nic::{NicInner, Table};
@@ -140,4 +149,86 @@ pub(crate) fn eager_step(
 /// Nanoseconds since `t0`.
 fn elapsed_ns(t0: Instant) -> u64 {
     u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// NI-LRP with soft channels: if `frame`, taken from the NIC ring of channel `from`,
+/// belongs to a soft channel (by the facade's exact table), queue it there — or discard it
+/// early, counted on that channel, if it is full — and return `None`; otherwise hand it
+/// back.
+pub(crate) fn divert(table: &Table, from: ChannelId, frame: Frame) -> Option<Frame> {
+    let Classification::Flow { key, .. } = classify(&frame) else {
+        return Some(frame);
+    };
+    let Some(id) = table.demux.flow(&key).filter(|&id| id != from) else {
+        return Some(frame);
+    };
+    match table.channel(id) {
+        Some(ch) if ch.soft => {
+            let len = frame.len();
+            match ch.endpoint.channel().push(frame, len) {
+                Ok(()) => ch.notifier.notify(),
+                // Early discard: the chunk returns to the pool before any protocol work.
+                Err(_frame) => ch.endpoint.account().record_drop(DropReason::SoftDiscard),
+            }
+            None
+        }
+        _ => Some(frame),
+    }
+}
+
+/// NI-LRP with soft channels, in the poll step: take up to `budget` frames from the ring
+/// of every NI channel whose NIC rules may claim a soft channel's frames (listener, SYN,
+/// host rules), move soft channels' frames to them ([`divert`]) and keep the others, in
+/// order, in their own channel's stash (its core queue, which its `recv` empties before
+/// its ring). A ring whose owner is receiving at the moment is skipped (the owner diverts
+/// itself), and only as many frames are taken as the stash has room for, so the owner's
+/// frames are never dropped here. Returns whether some ring still holds frames this step
+/// did not take.
+pub(crate) fn service_ni(inner: &NicInner, scratch: &mut Vec<Frame>, budget: usize) -> bool {
+    let t0 = Instant::now();
+    let table = inner.read_table();
+    let mut left = false;
+    let mut taken = 0usize;
+    for ch in table.channels.iter().flatten() {
+        let Some(q) = ch.wide_ni() else { continue };
+        if q.len() == 0 {
+            continue;
+        }
+        let _guard = match ch.rx_lock.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                left = true;
+                continue;
+            }
+        };
+        let stash = ch.endpoint.channel();
+        let room = stash.capacity().saturating_sub(stash.len()).min(budget);
+        if room == 0 {
+            left = true;
+            continue;
+        }
+        let got = q.recv_burst(room, scratch);
+        taken += got;
+        let mut kept = false;
+        for frame in scratch.drain(..) {
+            if let Some(frame) = divert(&table, ch.id, frame) {
+                let len = frame.len();
+                // Only the holder of `rx_lock` pushes to the stash and it checked the
+                // room; a failure would be a bug, and drops the frame counted.
+                match stash.push(frame, len) {
+                    Ok(()) => kept = true,
+                    Err(_frame) => ch.endpoint.account().record_drop(DropReason::SoftDiscard),
+                }
+            }
+        }
+        if kept {
+            ch.notifier.notify();
+        }
+        left |= got == room && q.len() > 0;
+    }
+    if taken > 0 {
+        inner.account.charge_cpu(elapsed_ns(t0));
+    }
+    left
 }

@@ -388,7 +388,10 @@ pub(crate) fn open(ifname: &str, config: &NicConfig) -> Result<XdpBackend> {
         },
     };
     let (fq, tx) = open_queue(&pool, ifindex, config.get_queue(), &qc)?;
-    let mut program = LrpXdp::load(&ProgramConfig::default())?;
+    let mut program = LrpXdp::load(&ProgramConfig {
+        max_slots: config.get_ni_slots(),
+        ..ProgramConfig::default()
+    })?;
     let rx = match mode {
         Mode::NiLrp => None,
         Mode::SoftLrp | Mode::Eager => {
@@ -593,7 +596,7 @@ impl Backend for XdpBackend {
         let slot = id.0;
         if slot >= s.max_slots {
             return Err(Error::NoChannelSlot(
-                "NI-LRP serves at most 64 channels per NIC queue (XSKMAP slots)",
+                "every NI-LRP slot of this NIC queue is taken (XSKMAP size: NicConfig::ni_slots)",
             ));
         }
         let rx_size = u32::try_from(capacity)
