@@ -10,7 +10,8 @@
 //! * `curl` fetches 0 B, 1 KiB, 64 KiB and 1 MiB objects from the `http-server` binary,
 //!   byte-identical, over keep-alive and one connection per request.
 //! * Backlog: 200 sequential and 64 concurrent Linux clients are all accepted and
-//!   served, then `wrk` runs for 5 s with `Connection: close` without a single error.
+//!   served, then `wrk` runs for 5 s with `Connection: close` without a single error. In
+//!   NI-LRP the NIC has 32 slots, so that most of the 64 connections are soft channels.
 //! * Client direction: the `http-get` binary fetches a file from nginx, in every mode.
 
 use std::io::{BufRead, BufReader};
@@ -329,19 +330,21 @@ fn parse_wrk(out: &str) -> (u64, Vec<String>) {
     (requests, errors)
 }
 
-/// Serve from a stack in `mode`: `SEQUENTIAL` connections one after the other, then
-/// `concurrent` at once (all established before any request), then, with `wrk`, 5 s of
-/// `wrk` with one request per connection. Every request must succeed.
-fn backlog_run(mode: Mode, concurrent: usize, wrk: bool) {
+/// Serve from a stack on a NIC configured with `config`: `SEQUENTIAL` connections one
+/// after the other, then `concurrent` at once (all established, each with its own NIC
+/// channel, before any request), then, with `wrk`, 5 s of `wrk` with one request per
+/// connection. Every request must succeed.
+fn backlog_run(config: NicConfig, concurrent: usize, wrk: bool) {
     const SEQUENTIAL: usize = 200;
+    let (mode, slots) = (config.get_mode(), config.get_ni_slots());
     let net = network();
     let local = net.local();
     let (ifname, ip, mac) = (local.ifname().to_owned(), local.ipv4(), local.mac());
     let stack = local
         .ns()
         .run(move || -> Result<Stack, String> {
-            let nic = Nic::open(&ifname, NicConfig::default().mode(mode))
-                .map_err(|e| format!("Nic::open({ifname}): {e}"))?;
+            let nic =
+                Nic::open(&ifname, config).map_err(|e| format!("Nic::open({ifname}): {e}"))?;
             Stack::new(nic, StackConfig::new(ip, 24).mac(mac)).map_err(|e| e.to_string())
         })
         .expect("a thread in the local namespace")
@@ -360,8 +363,9 @@ fn backlog_run(mode: Mode, concurrent: usize, wrk: bool) {
         })
         .expect("a thread in the peer namespace");
 
-    // Concurrent connections: all established before any request is sent.
-    let barrier = Arc::new(Barrier::new(concurrent));
+    // Concurrent connections: all established before any request is sent. The test
+    // thread joins the barrier once every connection has its channel in the NIC.
+    let barrier = Arc::new(Barrier::new(concurrent + 1));
     let clients: Vec<_> = (0..concurrent)
         .map(|i| {
             let b = Arc::clone(&barrier);
@@ -378,9 +382,33 @@ fn backlog_run(mode: Mode, concurrent: usize, wrk: bool) {
             })
         })
         .collect();
+    // Every connection's channel, the listener's and the host channel's, open at once.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (open, soft) = loop {
+        let s = stack.nic().stats();
+        if s.channels >= concurrent + 2 || Instant::now() > deadline {
+            break (s.channels, s.soft_channels);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    barrier.wait();
     for c in clients {
         c.join().expect("client thread").expect("peer namespace");
     }
+    assert!(
+        open >= concurrent + 2,
+        "{mode:?}: {open} NIC channels open with {concurrent} connections established"
+    );
+    // NI-LRP: the channels beyond the NIC's slots are soft channels (more if a slot was
+    // freed after a soft channel opened); none in the other modes.
+    match mode {
+        Mode::NiLrp => assert!(
+            soft >= open.saturating_sub(slots as usize) && soft < open,
+            "{mode:?}: {open} channels, {slots} NI slots, {soft} soft"
+        ),
+        _ => assert_eq!(soft, 0, "{mode:?}"),
+    }
+    eprintln!("{mode:?}: {open} channels open at once, {soft} of them soft");
     let served = server.served.load(Ordering::Relaxed);
 
     let requests = if wrk {
@@ -434,11 +462,15 @@ fn backlog_of_sequential_and_concurrent_linux_clients_then_wrk_without_errors() 
         return;
     }
     let _serial = serial();
-    backlog_run(Mode::SoftLrp, 64, false);
-    // NI-LRP: every connection is an AF_XDP socket in one of the NIC queue's 64 XSKMAP
-    // slots, two of which the host channel and the listener hold; the backend does not
-    // offer more yet, so 60 connections at once (plus slots for ones still closing).
-    backlog_run(Mode::NiLrp, 60, true);
+    backlog_run(NicConfig::default().mode(Mode::SoftLrp), 64, false);
+    // NI-LRP with 32 slots (XSKMAP entries), two of which the host channel and the
+    // listener hold: of the 64 connections open at once at least 34 are soft channels,
+    // fed from the listener's ring, and every one is accepted and served.
+    backlog_run(
+        NicConfig::default().mode(Mode::NiLrp).ni_slots(32),
+        64,
+        true,
+    );
 }
 
 #[test]

@@ -50,7 +50,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::os::fd::BorrowedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -99,7 +99,9 @@ const MAX_NI_SLOTS: u32 = 1024;
 pub enum Mode {
     /// NI-LRP: demultiplexing in the NIC. Each channel has its own receive ring in the
     /// NIC (an AF_XDP socket chosen by the XDP program) and a gate that drops a saturated
-    /// channel's frames before they are copied. Limited to tens or hundreds of channels.
+    /// channel's frames before they are copied. Limited to tens or hundreds of channels
+    /// ([`NicConfig::ni_slots`]); beyond them, channels for exact rules are soft channels
+    /// fed in software (see [`Nic::channel`]).
     NiLrp,
     /// SOFT-LRP: one shared RX ring; the poll step demultiplexes into per-channel
     /// [`NiChannel`](lrp_core::channel::NiChannel)s and discards early when one is full.
@@ -471,6 +473,10 @@ impl From<ListenerRule> for Rule {
 pub struct ChannelStats {
     /// The channel.
     pub id: ChannelId,
+    /// NI-LRP: a soft channel, without a slot in the NIC (see [`Nic::channel`]): its
+    /// frames are moved to it in software, and it has no gate (its full-queue drops count
+    /// as `early_discards`). `false` in the other modes.
+    pub soft: bool,
     /// Frames handed to the application by `recv`/`recv_batch`.
     pub delivered_packets: u64,
     /// Bytes of those frames.
@@ -481,7 +487,8 @@ pub struct ChannelStats {
     pub ring_full_drops: u64,
     /// NI-LRP: other kernel drops of the channel's socket (zero on the simulated NIC).
     pub kernel_drops: u64,
-    /// SOFT-LRP: frames discarded early by the demux step because the channel was full.
+    /// SOFT-LRP, and NI-LRP soft channels: frames discarded early by the software demux
+    /// because the channel was full.
     pub early_discards: u64,
     /// EAGER: frames dropped at the full endpoint queue after protocol processing.
     pub endpoint_full_drops: u64,
@@ -511,6 +518,9 @@ pub struct NicStats {
     pub mode: Mode,
     /// Open channels.
     pub channels: usize,
+    /// NI-LRP: how many of them are soft channels, without a slot in the NIC (see
+    /// [`Nic::channel`]). Zero in the other modes.
+    pub soft_channels: usize,
     /// Frames the poll step took from the shared RX ring.
     pub rx_frames: u64,
     /// Drops that belong to no channel (malformed, unclaimed, shared queue full, eager
@@ -587,15 +597,47 @@ impl Table {
 
 /// What the facade keeps per channel.
 pub(crate) struct ChannelShared {
-    id: ChannelId,
+    pub(crate) id: ChannelId,
+    /// The endpoint. Its core queue holds the channel's frames in SOFT-LRP and EAGER and
+    /// for a soft NI-LRP channel; for an NI-LRP channel with a slot it is the *stash*:
+    /// frames of this channel that the poll step took from its ring while moving soft
+    /// channels' frames out of it ([`soft::service_ni`]), received before the ring.
     pub(crate) endpoint: Arc<Endpoint<Frame>>,
-    /// NI-LRP: the channel's queue in the NIC. `None` in the other modes.
+    /// NI-LRP: the channel's queue in the NIC. `None` in the other modes and for a soft
+    /// channel.
     ni: Option<Arc<dyn NiQueue>>,
-    /// SOFT-LRP/EAGER: signalled by the poll step when it queues a frame here.
+    /// NI-LRP: a soft channel — the NIC had no slot left for it. Exact rules only, kept
+    /// in the facade's table alone; its frames arrive in the ring of the channel whose
+    /// NIC rule claims them and are moved here ([`soft::divert`]).
+    pub(crate) soft: bool,
+    /// NI-LRP: the channel has a listener, SYN or host rule, so its ring may carry soft
+    /// channels' frames.
+    wide: AtomicBool,
+    /// NI-LRP: held while taking frames from the channel's ring (by its receiver, or by
+    /// the poll step moving soft channels' frames out), so that the channel's own frames
+    /// keep their order through the stash.
+    pub(crate) rx_lock: Mutex<()>,
+    /// Signalled when a frame is queued in the endpoint's core queue (by the poll step,
+    /// the simulated NIC, or a soft channel's frame being moved).
     pub(crate) notifier: Notifier,
     rules: Mutex<Vec<Rule>>,
     delivered_packets: AtomicU64,
     delivered_bytes: AtomicU64,
+}
+
+impl ChannelShared {
+    /// NI-LRP: the channel's ring in the NIC if soft channels' frames may arrive in it.
+    pub(crate) fn wide_ni(&self) -> Option<&Arc<dyn NiQueue>> {
+        self.ni
+            .as_ref()
+            .filter(|_| self.wide.load(Ordering::Relaxed))
+    }
+
+    /// Whether the channel has a rule other than an exact one.
+    fn update_wide(&self, rules: &[Rule]) {
+        let wide = rules.iter().any(|r| !matches!(r, Rule::Exact(_)));
+        self.wide.store(wide, Ordering::Relaxed);
+    }
 }
 
 /// The receive path state.
@@ -623,6 +665,10 @@ pub(crate) struct NicInner {
     starving: AtomicBool,
     /// NI-LRP: at the last step some channel had frames waiting behind an open gate.
     watch_gates: AtomicBool,
+    /// NI-LRP: open soft channels (no slot in the NIC).
+    soft_channels: AtomicUsize,
+    /// NI-LRP: the last step left frames in a ring that may hold soft channels' frames.
+    soft_left: AtomicBool,
     /// Time base of `last_step`.
     epoch: Instant,
     /// When the last poll step started (nanoseconds since `epoch`).
@@ -662,6 +708,18 @@ impl NicInner {
         self.now_ns().saturating_sub(last) < slice.as_nanos() as u64
     }
 
+    /// NI-LRP: the channels whose rings may carry soft channels' frames.
+    fn feeders(&self) -> Vec<Arc<ChannelShared>> {
+        let table = self.read_table();
+        table
+            .channels
+            .iter()
+            .flatten()
+            .filter(|c| c.wide_ni().is_some())
+            .cloned()
+            .collect()
+    }
+
     fn now_ns(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
@@ -681,6 +739,11 @@ impl NicInner {
                     }
                 }
                 self.watch_gates.store(watch, Ordering::Relaxed);
+                drop(table);
+                if budget > 0 && self.soft_channels.load(Ordering::Relaxed) > 0 {
+                    let left = soft::service_ni(self, scratch, budget);
+                    self.soft_left.store(left, Ordering::Relaxed);
+                }
                 0
             }
             RxPath::Soft => soft::demux_step(self, scratch, budget),
@@ -751,10 +814,11 @@ impl Nic {
     /// frame), a TX socket, the demux program with this NIC's maps and, for
     /// [`Mode::SoftLrp`] and [`Mode::Eager`], the shared RX socket. In [`Mode::NiLrp`]
     /// every [`channel`](Self::channel) gets its own socket (RX ring of the channel's
-    /// capacity) and gate. The program is attached to the interface in
-    /// [`NicConfig::attach`] mode through a per-interface dispatcher: one `Nic` per
-    /// queue, any number of queues of one interface in one process. Frames that no rule
-    /// claims take [`NicConfig::default_action`] in the program (`Pass`: the kernel keeps
+    /// capacity) and gate, while the program's [`NicConfig::ni_slots`] slots last (then
+    /// exact-rule channels are soft channels, see [`channel`](Self::channel)). The
+    /// program is attached to the interface in [`NicConfig::attach`] mode through a
+    /// per-interface dispatcher: one `Nic` per queue, any number of queues of one
+    /// interface in one process. Frames that no rule claims take [`NicConfig::default_action`] in the program (`Pass`: the kernel keeps
     /// ARP, ICMP, ssh and every port lrp does not serve). Dropping the last `Nic` handle
     /// and channel of an interface detaches the program (a BPF link: also when the
     /// process dies).
@@ -828,6 +892,8 @@ impl Nic {
             step: Mutex::new(Vec::with_capacity(config.batch)),
             starving: AtomicBool::new(!full),
             watch_gates: AtomicBool::new(false),
+            soft_channels: AtomicUsize::new(0),
+            soft_left: AtomicBool::new(false),
             epoch: Instant::now(),
             last_step: AtomicU64::new(0),
             config,
@@ -857,9 +923,28 @@ impl Nic {
     /// capacity is rounded up to a power of two (the size of the channel's ring in the
     /// NIC); see [`Channel::capacity`].
     ///
+    /// # NI-LRP: slots, then soft channels
+    ///
+    /// In NI-LRP a channel gets a slot in the NIC — its own ring and gate — while slots
+    /// last ([`NicConfig::ni_slots`]). When none is left, a channel for an **exact** rule
+    /// is opened as a *soft channel* ([`Channel::is_soft`], [`ChannelStats::soft`]): a
+    /// bounded queue in the facade only, as in SOFT-LRP. The NIC does not know its rule
+    /// and keeps delivering its frames to the channel whose rule claims them there (the
+    /// listener's, the SYN or the host channel); whoever takes frames from that ring — its
+    /// receiver, or the poll step that the soft channel's own `recv`/`wait` run — moves
+    /// them to the soft channel first, discarding early (counted as
+    /// [`DropReason::SoftDiscard`]) when it is full. A soft channel keeps early
+    /// demultiplexing, its own queue, lazy processing and accounting; what it loses is
+    /// the NIC's gate (its frames are copied before they can be discarded) and, since its
+    /// frames share the claiming channel's ring, some isolation from that channel.
+    /// Its rules can only be exact rules. A soft channel is opened only if a listener or
+    /// host rule of an NI channel claims the flow in the NIC; otherwise, and for other
+    /// rules, the call fails with [`Error::NoChannelSlot`].
+    ///
     /// Errors: [`Error::RuleInUse`] if another channel owns the rule,
     /// [`Error::InvalidRule`] for a SYN rule on UDP, [`Error::InvalidConfig`] for a zero
-    /// capacity, [`Error::NoChannelSlot`] if an NI-LRP backend has no slot left.
+    /// capacity, [`Error::NoChannelSlot`] if an NI-LRP backend has no slot left and the
+    /// channel cannot be soft (see above).
     pub fn channel(&self, rule: impl Into<Rule>, capacity: usize) -> Result<Channel> {
         let rule = rule.into();
         check_rule(&rule)?;
@@ -880,15 +965,21 @@ impl Nic {
                 .checked_next_power_of_two()
                 .filter(|&r| r <= MAX_NI_RING)
                 .ok_or(Error::InvalidConfig("NI-LRP channel capacity above 65536"))?;
-            (Some(ring), 1)
+            // The core queue is the stash (or, for a soft channel, the queue itself).
+            (Some(ring), ring)
         } else {
             (None, capacity)
         };
         let endpoint = table.endpoints.insert(core_capacity);
         let id = endpoint.id();
+        let mut soft = false;
         let ni = match ni {
             Some(ring) => match inner.backend.ni_open(id, ring) {
                 Ok(q) => Some(q),
+                Err(Error::NoChannelSlot(_)) if soft_feasible(&table, &rule) => {
+                    soft = true;
+                    None
+                }
                 Err(e) => {
                     table.endpoints.remove(id);
                     return Err(e);
@@ -910,6 +1001,9 @@ impl Nic {
             id,
             endpoint,
             ni,
+            soft,
+            wide: AtomicBool::new(false),
+            rx_lock: Mutex::new(()),
             notifier,
             rules: Mutex::new(Vec::new()),
             delivered_packets: AtomicU64::new(0),
@@ -927,6 +1021,9 @@ impl Nic {
                 inner.backend.ni_close(id);
             }
             return Err(e);
+        }
+        if soft {
+            inner.soft_channels.fetch_add(1, Ordering::Relaxed);
         }
         drop(table);
         Ok(Channel {
@@ -1019,6 +1116,7 @@ impl Nic {
         NicStats {
             mode: inner.config.mode,
             channels: table.endpoints.len(),
+            soft_channels: inner.soft_channels.load(Ordering::Relaxed),
             rx_frames: inner.rx_frames.load(Ordering::Relaxed),
             account,
             eager_backlog,
@@ -1068,9 +1166,20 @@ impl Nic {
     /// changes and the error is returned.
     fn install(&self, table: &mut Table, ch: &ChannelShared, rule: Rule) -> Result<()> {
         let backend = &self.inner.backend;
+        if ch.soft && !matches!(rule, Rule::Exact(_)) {
+            return Err(Error::InvalidRule {
+                rule,
+                reason: "a soft NI-LRP channel (opened when the NIC had no slot left) takes \
+                         exact rules only",
+            });
+        }
         match rule {
             Rule::Exact(key) => {
-                backend.sync_flow(&key, Some(ch.id))?;
+                // A soft channel's rule stays out of the NIC: its frames arrive where the
+                // NIC's wider rules send them and are moved to it from there.
+                if !ch.soft {
+                    backend.sync_flow(&key, Some(ch.id))?;
+                }
                 table.demux.insert_flow(key, ch.id);
             }
             Rule::Listener(key) | Rule::Syn(key) => {
@@ -1087,7 +1196,9 @@ impl Nic {
                 table.demux.insert_host(addr, ch.id);
             }
         }
-        lock(&ch.rules).push(rule);
+        let mut rules = lock(&ch.rules);
+        rules.push(rule);
+        ch.update_wide(&rules);
         Ok(())
     }
 
@@ -1103,7 +1214,11 @@ impl Nic {
         let synced = match *rule {
             Rule::Exact(key) => {
                 table.demux.remove_flow(&key);
-                backend.sync_flow(&key, None)
+                if ch.soft {
+                    Ok(())
+                } else {
+                    backend.sync_flow(&key, None)
+                }
             }
             Rule::Listener(key) | Rule::Syn(key) => {
                 let mut slots = table.listeners.get(&key).copied().unwrap_or_default();
@@ -1126,7 +1241,9 @@ impl Nic {
         if let Err(e) = synced {
             log::warn!("removing rule {rule:?} from the NIC failed: {e}");
         }
-        lock(&ch.rules).retain(|r| r != rule);
+        let mut rules = lock(&ch.rules);
+        rules.retain(|r| r != rule);
+        ch.update_wide(&rules);
         true
     }
 
@@ -1183,6 +1300,9 @@ impl Nic {
         if ch.ni.is_some() {
             self.inner.backend.ni_close(ch.id);
         }
+        if ch.soft {
+            self.inner.soft_channels.fetch_sub(1, Ordering::Relaxed);
+        }
         // Frames still queued in the endpoint's NiChannel return to the pool when the last
         // reference to the endpoint (the Channel's) drops.
     }
@@ -1196,6 +1316,32 @@ fn check_rule(rule: &Rule) -> Result<()> {
         }),
         _ => Ok(()),
     }
+}
+
+/// NI-LRP: whether a channel for `rule` can be soft: an exact rule whose frames an NI
+/// channel's rule claims in the NIC (a listener's plain rule for its destination, or with
+/// no listener for it, a host rule for its destination address), so that they reach a
+/// ring from which they are moved to it.
+fn soft_feasible(table: &Table, rule: &Rule) -> bool {
+    let Rule::Exact(key) = rule else {
+        return false;
+    };
+    let listener = table
+        .demux
+        .listener(&ListenerKey::new(key.proto, key.dst, key.dport))
+        .or_else(|| {
+            table
+                .demux
+                .listener(&ListenerKey::any(key.proto, key.dport))
+        });
+    let claimer = match listener {
+        Some(l) if l.channel == NO_CHANNEL => None,
+        Some(l) => Some(l.channel),
+        None => table.demux.host(&key.dst),
+    };
+    claimer
+        .and_then(|id| table.channel(id))
+        .is_some_and(|c| c.ni.is_some())
 }
 
 /// The channel that owns `rule`, if any.
@@ -1342,12 +1488,28 @@ impl Channel {
         }
     }
 
-    /// Frames waiting in the channel.
+    /// Frames waiting in the channel. (NI-LRP: frames in its ring that belong to soft
+    /// channels count here until they are moved.)
     pub fn len(&self) -> usize {
+        let queued = self.shared.endpoint.channel().len();
         match &self.shared.ni {
-            Some(q) => q.len(),
-            None => self.shared.endpoint.channel().len(),
+            Some(q) => q.len() + queued,
+            None => queued,
         }
+    }
+
+    /// NI-LRP: whether this is a soft channel, opened when the NIC had no slot left: its
+    /// frames reach it through the ring of the channel whose rule claims them in the NIC
+    /// (see [`Nic::channel`]). Always `false` in the other modes.
+    pub fn is_soft(&self) -> bool {
+        self.shared.soft
+    }
+
+    /// NI-LRP: whether frames taken from this channel's ring must go through the soft
+    /// channels' table first.
+    fn diverts(&self) -> bool {
+        self.shared.wide.load(Ordering::Relaxed)
+            && self.nic.inner.soft_channels.load(Ordering::Relaxed) > 0
     }
 
     /// Whether no frame waits in the channel.
@@ -1356,10 +1518,25 @@ impl Channel {
     }
 
     fn pop(&self) -> Option<Frame> {
-        match &self.shared.ni {
-            Some(q) => q.recv(),
-            None => self.shared.endpoint.channel().pop(),
+        let stash = self.shared.endpoint.channel();
+        let Some(q) = &self.shared.ni else {
+            return stash.pop();
+        };
+        let _taking = lock(&self.shared.rx_lock);
+        if let Some(frame) = stash.pop() {
+            return Some(frame);
         }
+        if !self.diverts() {
+            return q.recv();
+        }
+        let table = self.nic.inner.read_table();
+        // Bounded: a ring's worth of soft channels' frames, then report none for now.
+        for _ in 0..q.capacity() {
+            if let Some(frame) = soft::divert(&table, self.shared.id, q.recv()?) {
+                return Some(frame);
+            }
+        }
+        None
     }
 
     fn record_delivery(&self, packets: u64, bytes: u64) {
@@ -1420,14 +1597,33 @@ impl Channel {
     }
 
     fn pop_batch(&self, max: usize, out: &mut Vec<Frame>) -> usize {
-        match &self.shared.ni {
-            Some(q) => q.recv_burst(max, out),
-            None => self
-                .shared
-                .endpoint
-                .channel()
-                .pop_batch(max, |f| out.push(f)),
+        let stash = self.shared.endpoint.channel();
+        let Some(q) = &self.shared.ni else {
+            return stash.pop_batch(max, |f| out.push(f));
+        };
+        let _taking = lock(&self.shared.rx_lock);
+        let mut n = stash.pop_batch(max, |f| out.push(f));
+        if n == max {
+            return n;
         }
+        if !self.diverts() {
+            return n + q.recv_burst(max - n, out);
+        }
+        let table = self.nic.inner.read_table();
+        let mut burst = Vec::new();
+        // Bounded: a few bursts when soft channels' frames crowd out this channel's.
+        for _ in 0..4 {
+            if n == max || q.recv_burst(max - n, &mut burst) == 0 {
+                break;
+            }
+            for frame in burst.drain(..) {
+                if let Some(frame) = soft::divert(&table, self.shared.id, frame) {
+                    out.push(frame);
+                    n += 1;
+                }
+            }
+        }
+        n
     }
 
     /// Block until the channel has a frame or `timeout` passes (`None`: no limit); returns
@@ -1435,7 +1631,9 @@ impl Channel {
     /// is, then sleeps in `poll(2)` on the channel's readiness — an eventfd the poll step
     /// (or the simulated NIC) signals, or in NI-LRP on AF_XDP the channel's socket — and,
     /// in SOFT-LRP and EAGER, on the shared RX ring, so that it wakes up to run the step
-    /// when frames arrive and no other thread does.
+    /// when frames arrive and no other thread does. A soft NI-LRP channel
+    /// ([`is_soft`](Self::is_soft)) sleeps on the rings its frames arrive in as well, and
+    /// its step moves them over.
     pub fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
         let inner = &self.nic.inner;
         let deadline = deadline(timeout);
@@ -1459,13 +1657,42 @@ impl Channel {
                 Some(q) => q.readiness(),
                 None => Readiness::Notifier(&self.shared.notifier),
             });
+            // NI-LRP: the stash, filled by the poll step while it moves soft channels'
+            // frames out of this channel's ring.
+            let stash = self
+                .shared
+                .ni
+                .is_some()
+                .then(|| Armed::new(Readiness::Notifier(&self.shared.notifier)));
             let rx = shared_rx.then(|| Armed::new(inner.backend.rx_readiness()));
+            // A soft channel: the rings its frames arrive in (level-triggered socket fds;
+            // a ring signalled through a notifier is checked every slice instead, since
+            // its signal is its owner's to consume).
+            let feeders = if self.shared.soft {
+                inner.feeders()
+            } else {
+                Vec::new()
+            };
+            let mut feeder_fds = Vec::new();
+            let mut feeders_unwatched = !stepped || inner.soft_left.load(Ordering::Relaxed);
+            for q in feeders.iter().filter_map(|c| c.wide_ni()) {
+                match q.readiness() {
+                    Readiness::Fd(fd) => feeder_fds.push(fd),
+                    Readiness::Notifier(_) => feeders_unwatched = true,
+                }
+            }
             own.consume();
+            if let Some(stash) = &stash {
+                stash.consume();
+            }
             if let Some(rx) = &rx {
                 rx.consume();
             }
             if !self.is_empty() {
                 own.finish(true);
+                if let Some(stash) = stash {
+                    stash.finish(true);
+                }
                 return Ok(true);
             }
             let Some(mut wait) = remaining(deadline) else {
@@ -1478,6 +1705,9 @@ impl Channel {
             if pending && stepped && resteps < 4 {
                 resteps += 1;
                 own.finish(false);
+                if let Some(stash) = stash {
+                    stash.finish(false);
+                }
                 if let Some(rx) = rx {
                     rx.finish(false);
                 }
@@ -1495,11 +1725,28 @@ impl Channel {
             if !shared_rx && inner.watch_gates.load(Ordering::Relaxed) {
                 wait = Some(wait.map_or(GATE_SLICE, |w| w.min(GATE_SLICE)));
             }
-            match (&rx, rx_busy) {
-                (Some(rx), false) => sys::poll_fds(&[own.fd(), rx.fd()], wait)?,
-                _ => sys::poll_fds(&[own.fd()], wait)?,
-            };
+            // A soft channel whose step could not empty the rings its frames arrive in
+            // (another thread holds the step or a ring, or an owner's stash is full):
+            // re-run the step after a slice rather than wake up at once for frames it
+            // cannot take.
+            if self.shared.soft && feeders_unwatched {
+                feeder_fds.clear();
+                wait = Some(wait.map_or(SERVICE_SLICE, |w| w.min(SERVICE_SLICE)));
+            }
+            let mut fds = vec![own.fd()];
+            if let Some(stash) = &stash {
+                fds.push(stash.fd());
+            }
+            if let (Some(rx), false) = (&rx, rx_busy) {
+                fds.push(rx.fd());
+            }
+            fds.extend(feeder_fds);
+            sys::poll_fds(&fds, wait)?;
+            drop(fds);
             own.finish(false);
+            if let Some(stash) = stash {
+                stash.finish(false);
+            }
             if let Some(rx) = rx {
                 rx.finish(false);
             }
@@ -1555,7 +1802,12 @@ impl Channel {
         let s = &self.shared;
         let mut account = s.endpoint.account().snapshot();
         let (queued, capacity, gate_closings, ni) = match &s.ni {
-            Some(q) => (q.len(), q.capacity(), q.gate_closings(), q.drops()),
+            Some(q) => (
+                q.len() + s.endpoint.channel().len(),
+                q.capacity(),
+                q.gate_closings(),
+                q.drops(),
+            ),
             None => {
                 let c = s.endpoint.channel();
                 (
@@ -1570,6 +1822,7 @@ impl Channel {
         account.drops[DropReason::RingFull.index()] += ni.ring_full;
         ChannelStats {
             id: s.id,
+            soft: s.soft,
             delivered_packets: s.delivered_packets.load(Ordering::Relaxed),
             delivered_bytes: s.delivered_bytes.load(Ordering::Relaxed),
             gate_drops: account.drops(DropReason::Gate),

@@ -24,7 +24,7 @@ use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use lrp_core::flow::{classify, Classification, Proto};
+use lrp_core::flow::{classify, Classification, FlowKey, Proto};
 use lrp_core::wire::checksum::Delta;
 use lrp_core::wire::{self, nat};
 use lrp_net::testnet::{
@@ -763,4 +763,149 @@ fn two_queues_skb() {
 #[test]
 fn two_queues_driver() {
     two_queues(XdpAttach::Driver);
+}
+
+// ---- more exact channels than NI-LRP slots: the rest are soft channels -------------------
+
+/// NI-LRP with 4 slots: a listener and seven exact channels for seven flows to its port
+/// (three with slots of their own, four soft), plus an eighth flow only the listener
+/// claims. The exact channels are read first and the listener not at all until they have
+/// everything: the soft ones move their frames out of the listener's ring themselves.
+/// Every channel receives exactly its flow; the listener then finds its own, in order.
+fn soft_fallback(attach: XdpAttach) {
+    let Some(_g) = setup(&format!("nic_veth soft_fallback {attach:?}")) else {
+        return;
+    };
+    const N: u64 = 300;
+    const FLOWS: u16 = 7;
+    const PORT: u16 = 9100;
+    const LISTENER_ONLY: u16 = 7999;
+    let net = net(attach);
+    let nic = open(&net, config(Mode::NiLrp, attach).ni_slots(4));
+    let listener = nic.channel(udp_listener(&net, PORT), 4096).unwrap();
+    let (peer_ip, local_ip) = (net.peer().ipv4(), net.local().ipv4());
+    let exact: Vec<Channel> = (0..FLOWS)
+        .map(|i| {
+            let key = FlowKey {
+                proto: Proto::Udp,
+                src: peer_ip.into(),
+                dst: local_ip.into(),
+                sport: 7000 + i,
+                dport: PORT,
+            };
+            nic.channel(Rule::exact(key), 1024).unwrap()
+        })
+        .collect();
+    let soft: Vec<bool> = exact.iter().map(Channel::is_soft).collect();
+    assert_eq!(soft, [false, false, false, true, true, true, true]);
+    let sender = |sport: u16| {
+        let flood = UdpFlood {
+            bind: SocketAddr::V4(SocketAddrV4::new(peer_ip, sport)),
+            burst: 8,
+            pause: Duration::from_millis(1),
+            ..UdpFlood::new(
+                SocketAddr::V4(SocketAddrV4::new(local_ip, PORT)),
+                N,
+                PAYLOAD,
+            )
+        };
+        net.peer().ns().spawn_udp_sender(flood)
+    };
+    let senders: Vec<_> = (0..FLOWS)
+        .map(|i| sender(7000 + i))
+        .chain([sender(LISTENER_ONLY)])
+        .collect();
+    let sport = |f: &Frame| match classify(f) {
+        Classification::Flow { key, .. } => key.sport,
+        other => panic!("not a UDP frame: {other:?}"),
+    };
+    let mut checkers: Vec<Checker> = (0..FLOWS).map(|_| Checker::new(PORT)).collect();
+    let mut frames = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while checkers.iter().any(|c| (c.seen.len() as u64) < N) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out: {:?} of {N} each; {:?}",
+            checkers.iter().map(|c| c.seen.len()).collect::<Vec<_>>(),
+            nic.stats()
+        );
+        let mut got = 0;
+        for (i, ch) in exact.iter().enumerate() {
+            frames.clear();
+            got += ch.recv_batch(256, &mut frames);
+            for f in frames.drain(..) {
+                assert_eq!(sport(&f), 7000 + i as u16, "channel {i} got another flow");
+                checkers[i].check(&f);
+            }
+        }
+        if got == 0 {
+            exact[FLOWS as usize - 1]
+                .wait(Some(Duration::from_millis(2)))
+                .unwrap();
+        }
+    }
+    for h in senders {
+        assert_eq!(join(h).sent, N);
+    }
+    // The listener's own flow, in order (through the stash, then its ring).
+    let mut seqs = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (seqs.len() as u64) < N {
+        assert!(
+            Instant::now() < deadline,
+            "listener: {} of {N}; {:?}",
+            seqs.len(),
+            listener.stats()
+        );
+        frames.clear();
+        if listener.recv_batch(256, &mut frames) == 0 {
+            listener.wait(Some(Duration::from_millis(2))).unwrap();
+        }
+        for f in frames.drain(..) {
+            assert_eq!(sport(&f), LISTENER_ONLY);
+            let Classification::Flow { offsets, .. } = classify(&f) else {
+                unreachable!()
+            };
+            let at = usize::from(offsets.l4) + 8;
+            seqs.push(u64::from_be_bytes(f[at..at + 8].try_into().unwrap()));
+        }
+    }
+    assert_eq!(
+        seqs,
+        (0..N).collect::<Vec<_>>(),
+        "the listener's frames in order"
+    );
+    for (i, (ch, c)) in exact.iter().zip(&checkers).enumerate() {
+        c.assert_complete(N);
+        let s = ch.stats();
+        assert_eq!(s.soft, ch.is_soft());
+        assert_eq!(s.delivered_packets, N, "channel {i}: {s:?}");
+        assert_eq!(
+            (s.gate_drops, s.ring_full_drops, s.early_discards),
+            (0, 0, 0),
+            "channel {i}: {s:?}"
+        );
+    }
+    let b = nic.stats().backend;
+    assert_eq!(
+        (b.gate_drops, b.ni_ring_full, b.rx_no_buffer),
+        (0, 0, 0),
+        "{b:?}"
+    );
+    let c = census_settled(&nic);
+    assert_eq!(c.held + c.channels, 0, "{c:?}");
+    eprintln!(
+        "{attach:?}: 3 NI + 4 soft exact channels and the listener, {N} datagrams each; \
+         census {c:?}"
+    );
+}
+
+#[test]
+fn ni_lrp_soft_fallback_skb() {
+    soft_fallback(XdpAttach::Skb);
+}
+
+#[test]
+fn ni_lrp_soft_fallback_driver() {
+    soft_fallback(XdpAttach::Driver);
 }

@@ -1040,7 +1040,8 @@ impl ListenerShared {
                     self.signal.notify();
                 }
                 Err(err) => {
-                    // No channel for the connection (NI-LRP out of slots): refuse it.
+                    // No channel for the connection (NI-LRP out of slots, and no soft
+                    // channel possible): refuse it.
                     log::warn!("lrp tcp: no channel for accepted connection {key:?}: {err}");
                     account.record_drop(DropReason::Rejected);
                     e.engine.sockets.get_mut::<tcp::Socket>(e.handle).abort();
