@@ -20,7 +20,10 @@ id="$$"; a="lrpdemo-a-$id"; b="lrpdemo-b-$id"; va="lrpda$id"; vb="lrpdb$id"
 va="${va:0:15}"; vb="${vb:0:15}"
 server_pid=""
 cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
   ip netns del "$a" 2>/dev/null || true
   ip netns del "$b" 2>/dev/null || true
 }
