@@ -11,7 +11,9 @@
 //!   byte-identical, over keep-alive and one connection per request.
 //! * Backlog: 200 sequential and 64 concurrent Linux clients are all accepted and
 //!   served, then `wrk` runs for 5 s with `Connection: close` without a single error. In
-//!   NI-LRP the NIC has 32 slots, so that most of the 64 connections are soft channels.
+//!   NI-LRP the NIC has 32 slots, so that most of the 64 connections are soft channels,
+//!   and wrk keeps 48 connections open, so that soft channels open and slots are freed
+//!   and taken again all through its run.
 //! * Client direction: the `http-get` binary fetches a file from nginx, in every mode.
 
 use std::io::{BufRead, BufReader};
@@ -412,13 +414,18 @@ fn backlog_run(config: NicConfig, concurrent: usize, wrk: bool) {
     let served = server.served.load(Ordering::Relaxed);
 
     let requests = if wrk {
+        // More wrk connections than the NIC has slots, so that connections beyond them
+        // open soft channels (and closed ones free their slots) all through the run
+        // whatever the build's speed: a connection refused for want of a slot shows up
+        // as wrk read/write errors (RSTs), as it did at release speed with 16.
+        let connections = format!("-c{}", slots as usize + 16);
         let url = format!("http://{ip}/obj/1024");
         let out = exec(
             net.peer().ns(),
             "wrk",
             &[
                 "-t2",
-                "-c16",
+                &connections,
                 "-d5s",
                 "--timeout",
                 "5s",

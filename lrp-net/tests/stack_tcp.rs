@@ -133,11 +133,24 @@ fn handshake_and_data_both_ways_in_every_mode() {
 #[test]
 fn many_concurrent_connections_fill_the_backlog_and_are_all_accepted() {
     const N: u16 = 64;
-    for mode in [Mode::SoftLrp, Mode::Eager] {
-        let (stack, sim) = stack(mode);
+    // NI-LRP with fewer NIC slots than connections: the host channel and the listener
+    // take two of the 8, the 6 after them go to the first connections, and every later
+    // connection gets a soft channel. A connection must never be refused (aborted with
+    // a RST) for want of a slot: that was what `wrk` with `Connection: close` met in
+    // NI-LRP at release speed, when closed connections still held their slots.
+    const NI_SLOTS: u32 = 8;
+    let configs = [
+        nic_config(Mode::NiLrp).ni_slots(NI_SLOTS),
+        nic_config(Mode::SoftLrp),
+        nic_config(Mode::Eager),
+    ];
+    for config in configs {
+        let mode = config.get_mode();
+        let (stack, sim) = stack_on(config, |c| c);
         let listener = stack
             .tcp_listen("10.0.0.2:8080".parse().unwrap(), N as usize)
             .unwrap();
+        let server_stack = stack.clone();
         let server = std::thread::spawn(move || {
             let mut streams = Vec::new();
             for _ in 0..N {
@@ -147,10 +160,13 @@ fn many_concurrent_connections_fill_the_backlog_and_are_all_accepted() {
                 streams.push(s);
             }
             let l = listener.stats();
+            // Every connection's channel open at once, with the listener's and the host's.
+            let nic = server_stack.nic().stats();
             drop(streams);
-            (listener, l)
+            (listener, l, nic)
         });
         let mut peer = PeerHost::new(sim);
+        peer.keep_seen = true;
         let handles: Vec<_> = (0..N).map(|i| peer.connect(30000 + i, 8080)).collect();
         let mut got = vec![Vec::new(); N as usize];
         let ok = peer.poll_until(LIMIT, |p| {
@@ -168,14 +184,29 @@ fn many_concurrent_connections_fill_the_backlog_and_are_all_accepted() {
                 .enumerate()
                 .all(|(i, g)| g == format!("hello {}", 30000 + i).as_bytes())
         });
+        let resets = tcp_segments(&peer.seen)
+            .iter()
+            .filter(|&&(sport, _, _, _, rst)| sport == 8080 && rst)
+            .count();
         assert!(
             ok,
-            "{mode:?}: {} of {N} connections answered",
+            "{mode:?}: {} of {N} connections answered, {resets} RSTs from the stack",
             got.iter().filter(|g| !g.is_empty()).count()
         );
-        let (listener, l) = server.join().unwrap();
+        assert_eq!(resets, 0, "{mode:?}: the stack reset a connection");
+        let (listener, l, nic) = server.join().unwrap();
         assert_eq!(listener.accepted(), u64::from(N));
         assert_eq!(l.backlog_full, 0, "{mode:?}");
+        assert_eq!(nic.channels, usize::from(N) + 2, "{mode:?}");
+        if mode == Mode::NiLrp {
+            assert_eq!(
+                nic.soft_channels,
+                usize::from(N) + 2 - NI_SLOTS as usize,
+                "{mode:?}: the connections beyond the NIC's slots have soft channels"
+            );
+        } else {
+            assert_eq!(nic.soft_channels, 0, "{mode:?}");
+        }
     }
 }
 

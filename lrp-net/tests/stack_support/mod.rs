@@ -38,7 +38,15 @@ pub(crate) fn stack_with(
     mode: Mode,
     f: impl FnOnce(StackConfig) -> StackConfig,
 ) -> (Stack, SimPeer) {
-    let (nic, peer) = Nic::sim(SimConfig::new(nic_config(mode))).expect("sim NIC");
+    stack_on(nic_config(mode), f)
+}
+
+/// A simulated NIC configured with `nic` and a stack on it at 10.0.0.2/24.
+pub(crate) fn stack_on(
+    nic: NicConfig,
+    f: impl FnOnce(StackConfig) -> StackConfig,
+) -> (Stack, SimPeer) {
+    let (nic, peer) = Nic::sim(SimConfig::new(nic)).expect("sim NIC");
     let config = f(StackConfig::new(STACK_IP, 24).mac(build::LOCAL_MAC));
     let stack = Stack::new(nic, config).expect("stack");
     (stack, peer)
