@@ -1,11 +1,11 @@
 //! The network options every example takes, and opening a stack with them: a real
 //! interface with AF_XDP (`--iface`) or the simulated NIC (`--sim`).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
 use lrp_net::sim::{build, SimConfig, SimPeer};
-use lrp_net::stack::{EagerDriver, Stack, StackConfig};
+use lrp_net::stack::{EagerDriver, Stack, StackConfig, UdpSocket};
 use lrp_net::{Mode, Nic, NicConfig, XdpAttach};
 
 use crate::cli::{Args, CliError};
@@ -210,6 +210,20 @@ impl NetOpts {
         }
         let stack = Stack::new(nic, config).map_err(|e| format!("stack: {e}"))?;
         Ok((stack, peer))
+    }
+
+    /// [`open`](Self::open), then bind a UDP socket whose channel holds `capacity` frames
+    /// at `port` of the stack's address. Returns the stack, the simulated wire's far end
+    /// (with `--sim`), the socket and its address.
+    pub fn open_udp(
+        &self,
+        port: u16,
+        capacity: usize,
+    ) -> Result<(Stack, Option<SimPeer>, UdpSocket, SocketAddr), String> {
+        let (stack, peer) = self.open()?;
+        let local = SocketAddr::new(stack.ip().into(), port);
+        let sock = stack.udp_bind(local, capacity).map_err(|e| e.to_string())?;
+        Ok((stack, peer, sock, local))
     }
 }
 

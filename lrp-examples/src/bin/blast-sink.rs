@@ -35,11 +35,7 @@ fn main() {
     let size: usize = or_exit(args.value_or("size", 64));
     or_exit(args.finish());
 
-    let (stack, peer) = opts.open().unwrap_or_else(|e| fail(&e));
-    let local = SocketAddr::new(stack.ip().into(), port);
-    let sock = stack
-        .udp_bind(local, capacity)
-        .unwrap_or_else(|e| fail(&e.to_string()));
+    let (stack, peer, sock, local) = opts.open_udp(port, capacity).unwrap_or_else(|e| fail(&e));
     sock.set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap_or_else(|e| fail(&e.to_string()));
     eprintln!(

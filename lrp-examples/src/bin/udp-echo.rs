@@ -30,11 +30,7 @@ fn main() {
     let every: u64 = or_exit(args.value_or("stats-every", 0));
     or_exit(args.finish());
 
-    let (stack, peer) = opts.open().unwrap_or_else(|e| fail(&e));
-    let local = SocketAddr::new(stack.ip().into(), port);
-    let sock = stack
-        .udp_bind(local, capacity)
-        .unwrap_or_else(|e| fail(&e.to_string()));
+    let (stack, peer, sock, local) = opts.open_udp(port, capacity).unwrap_or_else(|e| fail(&e));
     eprintln!("udp-echo: serving {local} in {:?} mode", stack.mode());
 
     let server = std::thread::spawn(move || {

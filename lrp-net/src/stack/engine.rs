@@ -234,6 +234,19 @@ pub(crate) struct StepIo<'a> {
     pub(crate) max_frames: usize,
 }
 
+impl<'a> StepIo<'a> {
+    /// Pull up to `max_frames` from `channel`, transmit on it and count drops on its
+    /// account: the usual step of a socket on its own channel.
+    pub(crate) fn channel(channel: &'a Channel, max_frames: usize) -> StepIo<'a> {
+        StepIo {
+            source: Some(channel),
+            tx: channel,
+            account: channel.account(),
+            max_frames,
+        }
+    }
+}
+
 /// One smoltcp interface and socket set, with the frames staged for it.
 pub(crate) struct Engine {
     /// The interface (same IP and MAC as every other engine of the stack).
@@ -491,6 +504,13 @@ impl Engine {
             max_frames: 0,
         };
         self.step(stack, &io).cpu_ns
+    }
+
+    /// [`egress`](Self::egress) on `channel`, charging the CPU time to its account.
+    pub(crate) fn egress_charged(&mut self, stack: &StackInner, channel: &Channel) {
+        let account = channel.account();
+        let ns = self.egress(stack, channel, account);
+        account.charge_cpu(ns);
     }
 
     /// How long until smoltcp wants to be polled again (a timer), if at all.

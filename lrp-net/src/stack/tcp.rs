@@ -17,7 +17,7 @@ use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 
 use super::cpu::CpuMeter;
 use super::engine::{Engine, StepIo};
-use super::udp::{cap, wait_endpoint};
+use super::udp::{cap, time_left, wait_endpoint};
 use super::{lock, EagerEndpoint, Lingering, Signal, SocketStats, Stack, StackError, StackInner};
 use crate::nic::{Channel, Rule};
 use crate::pool::Frame;
@@ -129,12 +129,7 @@ impl ConnShared {
         } else {
             0
         };
-        let io = StepIo {
-            source: Some(&self.channel),
-            tx: &self.channel,
-            account,
-            max_frames,
-        };
+        let io = StepIo::channel(&self.channel, max_frames);
         let out = st.engine.step(&self.stack, &io);
         account.charge_cpu(out.cpu_ns);
         st.observe();
@@ -146,13 +141,7 @@ impl ConnShared {
         st: &mut ConnState,
         deadline: Option<Instant>,
     ) -> io::Result<Option<Duration>> {
-        let mut wait = match deadline {
-            None => None,
-            Some(d) => match d.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => Some(left),
-                _ => return Err(io::ErrorKind::TimedOut.into()),
-            },
-        };
+        let mut wait = time_left(deadline, None)?;
         if let Some(timer) = st.engine.poll_delay(&self.stack) {
             wait = cap(wait, timer.max(Duration::from_micros(100)));
         }
@@ -189,9 +178,7 @@ impl ConnShared {
                         self.delivered.fetch_add(1, Ordering::Relaxed);
                         self.delivered_bytes.fetch_add(n as u64, Ordering::Relaxed);
                         // Reading opened the window: tell the peer now if it matters.
-                        let account = self.channel.account();
-                        let ns = st.engine.egress(&self.stack, &self.channel, account);
-                        account.charge_cpu(ns);
+                        st.engine.egress_charged(&self.stack, &self.channel);
                         return Ok(n);
                     }
                     Err(tcp::RecvError::Finished) => return Ok(0),
@@ -233,9 +220,7 @@ impl ConnShared {
                 match st.socket().send_slice(buf) {
                     Ok(0) => {}
                     Ok(n) => {
-                        let account = self.channel.account();
-                        let ns = st.engine.egress(&self.stack, &self.channel, account);
-                        account.charge_cpu(ns);
+                        st.engine.egress_charged(&self.stack, &self.channel);
                         return Ok(n);
                     }
                     Err(tcp::SendError::InvalidState) => {
@@ -257,9 +242,7 @@ impl ConnShared {
         if !st.closed {
             st.closed = true;
             st.socket().close();
-            let account = self.channel.account();
-            let ns = st.engine.egress(&self.stack, &self.channel, account);
-            account.charge_cpu(ns);
+            st.engine.egress_charged(&self.stack, &self.channel);
         }
     }
 
@@ -273,13 +256,7 @@ impl ConnShared {
 impl EagerEndpoint for ConnShared {
     fn eager_step(&self) -> usize {
         let mut st = self.lock();
-        let account = self.channel.account();
-        let io = StepIo {
-            source: Some(&self.channel),
-            tx: &self.channel,
-            account,
-            max_frames: self.channel.capacity(),
-        };
+        let io = StepIo::channel(&self.channel, self.channel.capacity());
         let out = st.engine.step(&self.stack, &io);
         st.observe();
         drop(st);
@@ -310,12 +287,7 @@ impl Lingering for ConnShared {
             for frame in forwarded {
                 st.engine.stage_verified(&self.stack, src, frame);
             }
-            let io = StepIo {
-                source: Some(&self.channel),
-                tx: &self.channel,
-                account,
-                max_frames: self.channel.capacity(),
-            };
+            let io = StepIo::channel(&self.channel, self.channel.capacity());
             let out = st.engine.step(&self.stack, &io);
             account.charge_cpu(out.cpu_ns);
         }
@@ -831,19 +803,7 @@ impl TcpListener {
                         peer,
                     ));
                 }
-                let mut wait = match deadline {
-                    None => None,
-                    Some(d) => match d.checked_duration_since(Instant::now()) {
-                        Some(left) if !left.is_zero() => Some(left),
-                        _ => {
-                            return Err(if timeout == Some(Duration::ZERO) {
-                                io::ErrorKind::WouldBlock.into()
-                            } else {
-                                io::ErrorKind::TimedOut.into()
-                            })
-                        }
-                    },
-                };
+                let mut wait = time_left(deadline, timeout)?;
                 for e in st.embryos.values_mut() {
                     if let Some(t) = e.engine.poll_delay(&s.stack) {
                         wait = cap(wait, t.max(Duration::from_micros(100)));

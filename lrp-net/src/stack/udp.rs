@@ -213,12 +213,7 @@ impl UdpShared {
             return 0;
         }
         let account = self.channel.account();
-        let io = StepIo {
-            source: Some(&self.channel),
-            tx: &self.channel,
-            account,
-            max_frames: free,
-        };
+        let io = StepIo::channel(&self.channel, free);
         let out = st.engine.step(&self.stack, &io);
         st.queued += out.admitted;
         account.charge_cpu(out.cpu_ns);
@@ -255,19 +250,7 @@ impl UdpShared {
                 seen = self.signal.seq();
                 arp_pending = st.engine.arp_pending();
             }
-            let wait = match deadline {
-                None => None,
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left),
-                    _ => {
-                        return Err(if timeout == Some(Duration::ZERO) {
-                            io::ErrorKind::WouldBlock.into()
-                        } else {
-                            io::ErrorKind::TimedOut.into()
-                        })
-                    }
-                },
-            };
+            let wait = time_left(deadline, timeout)?;
             // While the interface waits for a neighbour, come back soon to teach it.
             let wait = if arp_pending {
                 cap(wait, Duration::from_millis(5))
@@ -306,9 +289,7 @@ impl UdpShared {
                 let handle = st.handle;
                 let socket = st.engine.sockets.get_mut::<udp::Socket>(handle);
                 let queued = socket.send_slice(data, to).is_ok();
-                let account = self.channel.account();
-                let ns = st.engine.egress(&self.stack, &self.channel, account);
-                account.charge_cpu(ns);
+                st.engine.egress_charged(&self.stack, &self.channel);
                 if queued {
                     return Ok(data.len());
                 }
@@ -334,6 +315,22 @@ impl UdpShared {
     /// (LRP), a delivery by the eager poll step (EAGER), or `timeout`.
     fn wait(&self, seen: u64, timeout: Option<Duration>) -> io::Result<()> {
         wait_endpoint(&self.stack, &self.channel, &self.signal, seen, timeout)
+    }
+}
+
+/// The time left until `deadline` (`None`: no deadline, wait without limit). Once it
+/// has passed: `WouldBlock` for a zero `timeout` (a non-blocking call), else `TimedOut`.
+pub(crate) fn time_left(
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+) -> io::Result<Option<Duration>> {
+    match deadline {
+        None => Ok(None),
+        Some(d) => match d.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Ok(Some(left)),
+            _ if timeout == Some(Duration::ZERO) => Err(io::ErrorKind::WouldBlock.into()),
+            _ => Err(io::ErrorKind::TimedOut.into()),
+        },
     }
 }
 
@@ -383,12 +380,7 @@ impl EagerEndpoint for UdpShared {
     fn eager_step(&self) -> usize {
         let mut st = lock(&self.state);
         let account = self.channel.account();
-        let io = StepIo {
-            source: Some(&self.channel),
-            tx: &self.channel,
-            account,
-            max_frames: self.channel.capacity(),
-        };
+        let io = StepIo::channel(&self.channel, self.channel.capacity());
         let out = st.engine.step(&self.stack, &io);
         // The work is done; smoltcp dropped what did not fit in the socket buffer.
         let free = st.slots.saturating_sub(st.queued);

@@ -25,7 +25,7 @@ use aya::programs::Xdp;
 use aya::{Ebpf, EbpfLoader};
 
 use super::abi::MAX_QUEUES;
-use super::program::{attach_to, AttachMode, LrpXdp};
+use super::program::{attach_to, find_xdp, load_error, load_xdp, AttachMode, LrpXdp};
 use super::sys;
 use super::XdpError;
 
@@ -72,21 +72,7 @@ impl Dispatcher {
         let ifname = sys::interface_name(ifindex)?;
         let mut ebpf = EbpfLoader::new()
             .load(DISPATCH_OBJECT)
-            .map_err(|e| match e {
-                aya::EbpfError::MapError(aya::maps::MapError::CreateError {
-                    ref io_error, ..
-                }) if matches!(
-                    io_error.raw_os_error(),
-                    Some(libc::EPERM) | Some(libc::EACCES)
-                ) =>
-                {
-                    XdpError::PermissionDenied {
-                        op: "creating BPF maps",
-                        capability: "CAP_BPF",
-                    }
-                }
-                e => XdpError::Load(Box::new(e)),
-            })?;
+            .map_err(load_error)?;
         let take = |ebpf: &mut Ebpf, name: &'static str| {
             ebpf.take_map(name)
                 .ok_or_else(|| XdpError::AbiMismatch(format!("the dispatcher has no map `{name}`")))
@@ -95,31 +81,12 @@ impl Dispatcher {
             .map_err(|e| XdpError::AbiMismatch(format!("map `lrp_queues`: {e}")))?;
         let unserved = PerCpuArray::try_from(take(&mut ebpf, "lrp_unserved")?)
             .map_err(|e| XdpError::AbiMismatch(format!("map `lrp_unserved`: {e}")))?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROGRAM)
-            .ok_or_else(|| XdpError::AbiMismatch(format!("the object has no program `{PROGRAM}`")))?
-            .try_into()
-            .map_err(|e| XdpError::Program {
-                op: "finding the dispatcher",
-                source: Box::new(e),
-            })?;
-        prog.load().map_err(|e| match &e {
-            aya::programs::ProgramError::LoadError { io_error, .. }
-                if matches!(
-                    io_error.raw_os_error(),
-                    Some(libc::EPERM) | Some(libc::EACCES)
-                ) =>
-            {
-                XdpError::PermissionDenied {
-                    op: "loading the XDP dispatcher",
-                    capability: "CAP_BPF and CAP_NET_ADMIN",
-                }
-            }
-            _ => XdpError::Program {
-                op: "loading (verifying) the XDP dispatcher",
-                source: Box::new(e),
-            },
-        })?;
+        let prog = find_xdp(&mut ebpf, PROGRAM, "finding the dispatcher")?;
+        load_xdp(
+            prog,
+            "loading the XDP dispatcher",
+            "loading (verifying) the XDP dispatcher",
+        )?;
         let link = attach_to(prog, ifindex, &ifname, mode)?;
         Ok(Dispatcher {
             ebpf,

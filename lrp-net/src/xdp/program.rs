@@ -359,7 +359,7 @@ impl std::fmt::Debug for LrpXdp {
     }
 }
 
-fn load_error(e: EbpfError) -> XdpError {
+pub(super) fn load_error(e: EbpfError) -> XdpError {
     match e {
         EbpfError::FileError { path, error } => XdpError::ObjectFile {
             path: path.display().to_string(),
@@ -378,6 +378,49 @@ fn load_error(e: EbpfError) -> XdpError {
         }
         e => XdpError::Load(Box::new(e)),
     }
+}
+
+/// Program `name` of `ebpf`, as an XDP program; `op` names the step in the error if it is
+/// of another type.
+pub(super) fn find_xdp<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &str,
+    op: &'static str,
+) -> Result<&'a mut Xdp, XdpError> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| XdpError::AbiMismatch(format!("the object has no program `{name}`")))?
+        .try_into()
+        .map_err(|e| XdpError::Program {
+            op,
+            source: Box::new(e),
+        })
+}
+
+/// Load (verify) `prog` in the kernel: a refusal for want of privilege is reported as
+/// [`XdpError::PermissionDenied`] for `denied_op`, any other failure (the verifier's
+/// rejection among them) as [`XdpError::Program`] for `failed_op`.
+pub(super) fn load_xdp(
+    prog: &mut Xdp,
+    denied_op: &'static str,
+    failed_op: &'static str,
+) -> Result<(), XdpError> {
+    prog.load().map_err(|e| match &e {
+        aya::programs::ProgramError::LoadError { io_error, .. }
+            if matches!(
+                io_error.raw_os_error(),
+                Some(libc::EPERM) | Some(libc::EACCES)
+            ) =>
+        {
+            XdpError::PermissionDenied {
+                op: denied_op,
+                capability: "CAP_BPF and CAP_NET_ADMIN",
+            }
+        }
+        _ => XdpError::Program {
+            op: failed_op,
+            source: Box::new(e),
+        },
+    })
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, XdpError>
@@ -433,31 +476,12 @@ impl LrpXdp {
                 "max_slots must be at least 1".into(),
             ));
         }
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROGRAM)
-            .ok_or_else(|| XdpError::AbiMismatch(format!("the object has no program `{PROGRAM}`")))?
-            .try_into()
-            .map_err(|e| XdpError::Program {
-                op: "finding the XDP program",
-                source: Box::new(e),
-            })?;
-        prog.load().map_err(|e| match &e {
-            aya::programs::ProgramError::LoadError { io_error, .. }
-                if matches!(
-                    io_error.raw_os_error(),
-                    Some(libc::EPERM) | Some(libc::EACCES)
-                ) =>
-            {
-                XdpError::PermissionDenied {
-                    op: "loading the XDP program",
-                    capability: "CAP_BPF and CAP_NET_ADMIN",
-                }
-            }
-            _ => XdpError::Program {
-                op: "loading (verifying) the XDP program",
-                source: Box::new(e),
-            },
-        })?;
+        let prog = find_xdp(&mut ebpf, PROGRAM, "finding the XDP program")?;
+        load_xdp(
+            prog,
+            "loading the XDP program",
+            "loading (verifying) the XDP program",
+        )?;
         let gates_fd = match ebpf.map("gates") {
             Some(aya::maps::Map::Array(data)) => {
                 data.fd()
@@ -513,15 +537,7 @@ impl LrpXdp {
             ));
         }
         let ifname = sys::interface_name(ifindex)?;
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(PROGRAM)
-            .ok_or_else(|| XdpError::AbiMismatch(format!("the object has no program `{PROGRAM}`")))?
-            .try_into()
-            .map_err(|e| XdpError::Program {
-                op: "finding the XDP program",
-                source: Box::new(e),
-            })?;
+        let prog = find_xdp(&mut self.ebpf, PROGRAM, "finding the XDP program")?;
         let id = attach_to(prog, ifindex, &ifname, mode)?;
         self.link = Some((id, ifindex, mode));
         Ok(())
@@ -532,15 +548,7 @@ impl LrpXdp {
         let Some((id, _, _)) = self.link.take() else {
             return Ok(());
         };
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(PROGRAM)
-            .ok_or_else(|| XdpError::AbiMismatch(format!("the object has no program `{PROGRAM}`")))?
-            .try_into()
-            .map_err(|e| XdpError::Program {
-                op: "finding the XDP program",
-                source: Box::new(e),
-            })?;
+        let prog = find_xdp(&mut self.ebpf, PROGRAM, "finding the XDP program")?;
         prog.detach(id).map_err(|e| XdpError::Program {
             op: "detaching",
             source: Box::new(e),
