@@ -201,6 +201,14 @@ impl AccountSnapshot {
         self.drops.iter().fold(0u64, |a, &d| a.saturating_add(d))
     }
 
+    /// The non-zero drop counters, by reason.
+    pub fn nonzero_drops(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL
+            .into_iter()
+            .map(|r| (r, self.drops(r)))
+            .filter(|&(_, n)| n > 0)
+    }
+
     /// `self - earlier`, counter by counter, saturating at zero (a counter that went
     /// backwards, e.g. because `earlier` is really later, yields 0, not a wrap).
     pub fn delta(&self, earlier: &AccountSnapshot) -> AccountSnapshot {
@@ -225,6 +233,55 @@ impl AccountSnapshot {
             drops: std::array::from_fn(|i| self.drops[i].saturating_add(other.drops[i])),
             cpu_ns: self.cpu_ns.saturating_add(other.cpu_ns),
         }
+    }
+}
+
+impl std::fmt::Display for AccountSnapshot {
+    /// `rx 10 pkts 640 B, tx 0 pkts 0 B, cpu 12.5 µs, drops: gate 7, bad_checksum 1`
+    /// (drop reasons with a zero count are left out).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "rx {} pkts {} B, tx {} pkts {} B, cpu {:.1} µs",
+            self.rx_packets,
+            self.rx_bytes,
+            self.tx_packets,
+            self.tx_bytes,
+            self.cpu_ns as f64 / 1e3
+        )?;
+        for (i, (reason, n)) in self.nonzero_drops().enumerate() {
+            f.write_str(if i == 0 { ", drops: " } else { ", " })?;
+            write!(f, "{reason} {n}")?;
+        }
+        Ok(())
+    }
+}
+
+impl serde::Serialize for AccountSnapshot {
+    /// The counters by name; `drops` as a map from [`DropReason::name`] to count (every
+    /// reason, zeros included, so that a consumer sees a stable set of keys).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeStruct};
+
+        struct Drops<'a>(&'a [u64; DropReason::COUNT]);
+        impl serde::Serialize for Drops<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(DropReason::COUNT))?;
+                for r in DropReason::ALL {
+                    m.serialize_entry(r.name(), &self.0[r.index()])?;
+                }
+                m.end()
+            }
+        }
+
+        let mut st = s.serialize_struct("AccountSnapshot", 6)?;
+        st.serialize_field("rx_packets", &self.rx_packets)?;
+        st.serialize_field("rx_bytes", &self.rx_bytes)?;
+        st.serialize_field("tx_packets", &self.tx_packets)?;
+        st.serialize_field("tx_bytes", &self.tx_bytes)?;
+        st.serialize_field("cpu_ns", &self.cpu_ns)?;
+        st.serialize_field("drops", &Drops(&self.drops))?;
+        st.end()
     }
 }
 

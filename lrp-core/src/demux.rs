@@ -146,8 +146,10 @@ impl ListenerKey {
 /// The channels of a listener entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Listener {
-    /// Channel for all traffic matching the listener that no other rule claims.
-    pub channel: ChannelId,
+    /// Channel for all traffic matching the listener that no other rule claims. `None`:
+    /// the entry only separates connection requests ([`syn_channel`](Self::syn_channel));
+    /// the listener's other traffic takes the default action.
+    pub channel: Option<ChannelId>,
     /// Channel for new TCP connection requests (SYN without ACK), if they are to be
     /// separated from the rest. Ignored for UDP.
     pub syn_channel: Option<ChannelId>,
@@ -157,8 +159,17 @@ impl Listener {
     /// A listener whose traffic all goes to `channel`.
     pub const fn new(channel: ChannelId) -> Listener {
         Listener {
-            channel,
+            channel: Some(channel),
             syn_channel: None,
+        }
+    }
+
+    /// A listener that only takes new TCP connection requests (SYN without ACK), to
+    /// `syn_channel`; its other traffic takes the default action.
+    pub const fn syn_only(syn_channel: ChannelId) -> Listener {
+        Listener {
+            channel: None,
+            syn_channel: Some(syn_channel),
         }
     }
 
@@ -361,7 +372,11 @@ impl Demux {
                 return (Verdict::Channel(syn), MatchKind::Syn);
             }
         }
-        (Verdict::Channel(listener.channel), kind)
+        match listener.channel {
+            Some(channel) => (Verdict::Channel(channel), kind),
+            // A SYN-only entry: the listener's other traffic is nobody's.
+            None => (self.default.verdict(), MatchKind::Default),
+        }
     }
 
     fn lookup_host(&self, addr: &IpAddr) -> (Verdict, MatchKind) {

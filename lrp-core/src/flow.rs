@@ -58,6 +58,24 @@ impl FlowKey {
     }
 }
 
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        })
+    }
+}
+
+impl std::fmt::Display for FlowKey {
+    /// `tcp 10.0.0.1:5000 -> 10.0.0.2:80` (IPv6 addresses in brackets).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let src = std::net::SocketAddr::new(self.src, self.sport);
+        let dst = std::net::SocketAddr::new(self.dst, self.dport);
+        write!(f, "{} {src} -> {dst}", self.proto)
+    }
+}
+
 /// TCP flag bits as they appear in byte 13 of the TCP header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct TcpFlags(pub u8);

@@ -54,9 +54,11 @@ fn listener_key() -> impl Strategy<Value = ListenerKey> {
 }
 
 fn listener() -> impl Strategy<Value = Listener> {
-    (channel(), prop::option::of(channel())).prop_map(|(channel, syn_channel)| Listener {
-        channel,
-        syn_channel,
+    (prop::option::of(channel()), prop::option::of(channel())).prop_map(|(channel, syn_channel)| {
+        Listener {
+            channel,
+            syn_channel,
+        }
     })
 }
 
@@ -163,7 +165,14 @@ impl Model {
                     };
                     match l.syn_channel {
                         Some(s) if syn => hits.push((rank, Verdict::Channel(s), MatchKind::Syn)),
-                        _ => hits.push((rank, Verdict::Channel(l.channel), kind)),
+                        _ => match l.channel {
+                            Some(c) => hits.push((rank, Verdict::Channel(c), kind)),
+                            // A SYN-only entry: the default action, whatever ranks lower.
+                            None => {
+                                let (v, k) = self.default_verdict();
+                                hits.push((rank, v, k));
+                            }
+                        },
                     }
                 }
                 // Unclaimed UDP/TCP to a local address: that address's host channel.

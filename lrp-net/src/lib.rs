@@ -64,8 +64,8 @@
 //! nic.poll_rx(64); // the demux step (receivers would also run it from recv)
 //!
 //! let mut frames = Vec::new();
-//! assert_eq!(dns.recv_batch(16, &mut frames), 2);
-//! assert_eq!(ntp.recv_batch(16, &mut frames), 1);
+//! assert_eq!(dns.try_recv_batch(16, &mut frames), 2);
+//! assert_eq!(ntp.try_recv_batch(16, &mut frames), 1);
 //! assert_eq!(peer.take_kernel().len(), 1); // port 9: nobody's, passed to the kernel
 //! assert_eq!(dns.stats().delivered_packets, 2);
 //!
@@ -75,24 +75,29 @@
 //! ```
 
 mod backend;
+mod config;
 mod error;
 pub mod nic;
 mod notify;
 pub mod pool;
+mod rule;
 pub mod sim;
-mod soft;
-mod sys;
-
 pub mod stack;
+mod sys;
+#[cfg(feature = "testing")]
 pub mod testnet;
 pub mod xdp;
 
 pub use backend::BackendStats;
+pub use config::{Mode, NicConfig, XdpAttach};
 pub use error::{Error, Result};
-pub use nic::{
-    Census, Channel, ChannelStats, ListenerRule, Mode, Nic, NicConfig, NicStats, Rule, XdpAttach,
-};
+pub use nic::{Census, Channel, ChannelStats, Nic, NicStats};
 pub use pool::{Frame, FramePool};
-pub use stack::{
-    EagerDriver, SocketStats, Stack, StackConfig, StackError, TcpListener, TcpStream, UdpSocket,
-};
+pub use rule::Rule;
+pub use stack::{EagerDriver, SocketStats, Stack, StackConfig, TcpListener, TcpStream, UdpSocket};
+
+// The lrp-core types a user of this crate meets: rules, flows, statistics.
+pub use lrp_core::account::{Account, AccountSnapshot, DropReason};
+pub use lrp_core::demux::{ChannelId, DefaultAction, ListenerKey};
+pub use lrp_core::flow::{FlowKey, Proto};
+pub use smoltcp::wire::{EthernetAddress, Ipv4Cidr};

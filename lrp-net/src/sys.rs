@@ -1,5 +1,5 @@
-//! The few system calls the channel layer needs: `eventfd`, `poll` and the thread CPU
-//! clock. Every call goes through this module (one of lrp-net's named `unsafe` modules),
+//! The few system calls the channel layer needs: `eventfd`, `epoll` (as one pollable
+//! readiness source for a set of descriptors), `poll` and the thread CPU clock. Every call goes through this module (one of lrp-net's named `unsafe` modules),
 //! so the rest of the crate stays safe.
 
 use std::io;
@@ -56,6 +56,69 @@ impl EventFd {
 }
 
 impl AsFd for EventFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// A set of descriptors behind one pollable descriptor (`epoll`, level-triggered): the
+/// epoll fd is readable while any descriptor of the set is. Lets a waiter wait on any
+/// number of rings with one entry in its [`poll_fds`] call.
+#[derive(Debug)]
+pub(crate) struct PollSet {
+    fd: OwnedFd,
+}
+
+impl PollSet {
+    /// An empty set (never readable).
+    pub(crate) fn new() -> io::Result<PollSet> {
+        // SAFETY: plain syscall with a constant flag; the result is checked.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a freshly created descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(PollSet { fd })
+    }
+
+    /// Add `fd` (watched for readability). The caller removes it before closing it.
+    pub(crate) fn add(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: fd.as_raw_fd() as u64,
+        };
+        // SAFETY: both descriptors are open (owned / borrowed); `ev` is a live struct.
+        let rc = unsafe {
+            libc::epoll_ctl(
+                self.fd.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                fd.as_raw_fd(),
+                &mut ev,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Remove `fd` from the set. Returns whether it was in it.
+    pub(crate) fn remove(&self, fd: BorrowedFd<'_>) -> bool {
+        // SAFETY: both descriptors are open; EPOLL_CTL_DEL ignores the event pointer.
+        let rc = unsafe {
+            libc::epoll_ctl(
+                self.fd.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd.as_raw_fd(),
+                std::ptr::null_mut(),
+            )
+        };
+        rc == 0
+    }
+}
+
+impl AsFd for PollSet {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
@@ -180,6 +243,34 @@ mod tests {
         let r = poll_readable(&[e.as_fd()], Some(Duration::from_secs(10))).unwrap();
         t.join().unwrap();
         assert_eq!(r, vec![true]);
+    }
+
+    #[test]
+    fn poll_set_is_readable_while_a_member_is() {
+        let set = PollSet::new().unwrap();
+        let members: Vec<EventFd> = (0..8).map(|_| EventFd::new().unwrap()).collect();
+        for m in &members {
+            set.add(m.as_fd()).unwrap();
+        }
+        let readable = |t| poll_readable(&[set.as_fd()], Some(t)).unwrap()[0];
+        assert!(!readable(Duration::ZERO));
+        members[5].signal();
+        assert!(readable(Duration::ZERO));
+        // Level-triggered: still readable until the member is cleared.
+        assert!(readable(Duration::ZERO));
+        members[5].clear();
+        assert!(!readable(Duration::ZERO));
+        // A removed member no longer counts.
+        set.remove(members[2].as_fd());
+        members[2].signal();
+        assert!(!readable(Duration::ZERO));
+        // A wake-up from another thread reaches a waiter on the set.
+        let set = std::sync::Arc::new(set);
+        let m7 = std::sync::Arc::new(members.into_iter().nth(7).unwrap());
+        let m = std::sync::Arc::clone(&m7);
+        let t = std::thread::spawn(move || m.signal());
+        assert!(poll_readable(&[set.as_fd()], Some(Duration::from_secs(10))).unwrap()[0]);
+        t.join().unwrap();
     }
 
     #[test]

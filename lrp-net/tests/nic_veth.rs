@@ -133,7 +133,7 @@ impl Checker {
 /// Receive from `ch` into `checker` (frames are dropped at once: back to the pool).
 fn drain(ch: &Channel, checker: &mut Checker, frames: &mut Vec<Frame>) -> usize {
     frames.clear();
-    let n = ch.recv_batch(256, frames);
+    let n = ch.try_recv_batch(256, frames);
     for f in frames.drain(..) {
         checker.check(&f);
     }
@@ -247,18 +247,14 @@ fn per_channel_counts(mode: Mode, attach: XdpAttach) {
     c1.assert_complete(N);
     for (ch, name) in [(&ch0, "ch0"), (&ch1, "ch1")] {
         let s = ch.stats();
-        assert_eq!(s.delivered_packets, N, "{name}: {s:?}");
-        assert_eq!(
-            s.delivered_bytes,
-            N * (14 + 20 + 8 + PAYLOAD as u64),
-            "{name}"
-        );
+        assert_eq!(s.rx_packets, N, "{name}: {s:?}");
+        assert_eq!(s.rx_bytes, N * (14 + 20 + 8 + PAYLOAD as u64), "{name}");
         assert_eq!(
             (
                 s.gate_drops,
                 s.ring_full_drops,
                 s.kernel_drops,
-                s.early_discards
+                s.soft_discards
             ),
             (0, 0, 0, 0),
             "{name}: {s:?}"
@@ -373,20 +369,20 @@ fn isolation(mode: Mode, attach: XdpAttach) {
     );
     c0.assert_complete(N0);
     let r = read.stats();
-    assert_eq!(r.delivered_packets, N0, "{r:?}");
+    assert_eq!(r.rx_packets, N0, "{r:?}");
     assert_eq!(
         (
             r.gate_drops,
             r.ring_full_drops,
             r.kernel_drops,
-            r.early_discards
+            r.soft_discards
         ),
         (0, 0, 0, 0),
         "{r:?}"
     );
     let s = stalled.stats();
-    assert_eq!(s.delivered_packets, 0);
-    let lost = s.gate_drops + s.ring_full_drops + s.kernel_drops + s.early_discards;
+    assert_eq!(s.rx_packets, 0);
+    let lost = s.gate_drops + s.ring_full_drops + s.kernel_drops + s.soft_discards;
     assert_eq!(
         lost + s.queued as u64,
         FLOOD,
@@ -401,11 +397,11 @@ fn isolation(mode: Mode, attach: XdpAttach) {
                 s.gate_drops > 10 * s.ring_full_drops,
                 "the gate takes the drops before the copy: {s:?}"
             );
-            assert_eq!(s.early_discards, 0);
+            assert_eq!(s.soft_discards, 0);
             assert!(s.gate_closings >= 1);
         }
         Mode::SoftLrp | Mode::Eager => {
-            assert!(s.early_discards > 0, "{s:?}");
+            assert!(s.soft_discards > 0, "{s:?}");
             assert_eq!((s.gate_drops, s.ring_full_drops), (0, 0), "{s:?}");
             assert_eq!(
                 nic.stats().backend.rx_ring_full,
@@ -423,13 +419,13 @@ fn isolation(mode: Mode, attach: XdpAttach) {
     eprintln!(
         "{mode:?}/{attach:?} isolation: flood {FLOOD} -> queued {}, gate {}, ring-full {}, \
          early discard {}, closings {}; victim {N0}/{N0}",
-        s.queued, s.gate_drops, s.ring_full_drops, s.early_discards, s.gate_closings
+        s.queued, s.gate_drops, s.ring_full_drops, s.soft_discards, s.gate_closings
     );
     // The stalled channel's frames are still conserved, and come out when it is read.
     let c = census_settled(&nic);
     assert_eq!(c.rx + c.channels, s.queued, "{c:?}");
     let mut left = Vec::new();
-    while stalled.recv_batch(256, &mut left) > 0 {}
+    while stalled.try_recv_batch(256, &mut left) > 0 {}
     assert_eq!(left.len(), s.queued);
     drop(left);
     let c = census_settled(&nic);
@@ -532,7 +528,7 @@ fn echo(mode: Mode, attach: XdpAttach) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while echoed < N {
         assert!(Instant::now() < deadline, "timed out after {echoed} echoes");
-        let Some(mut f) = ch.recv() else {
+        let Some(mut f) = ch.try_recv() else {
             ch.wait(Some(Duration::from_millis(5))).unwrap();
             continue;
         };
@@ -566,7 +562,7 @@ fn echo(mode: Mode, attach: XdpAttach) {
     assert_eq!(udp_in_csum_errors(net.peer().ns()), errors_before + 1);
     let s = ch.stats();
     assert_eq!(
-        (s.delivered_packets, s.tx_packets, s.tx_drops),
+        (s.rx_packets, s.tx_packets, s.tx_drops),
         (N, N + 1, 0),
         "{s:?}"
     );
@@ -716,7 +712,7 @@ fn two_queues(attach: XdpAttach) {
         let mut n = 0;
         for (q, ch) in chans.iter().enumerate() {
             frames.clear();
-            n += ch.recv_batch(256, &mut frames);
+            n += ch.try_recv_batch(256, &mut frames);
             for f in frames.drain(..) {
                 let Classification::Flow { key, offsets, .. } = classify(&f) else {
                     panic!("not a flow")
@@ -832,7 +828,7 @@ fn soft_fallback(attach: XdpAttach) {
         let mut got = 0;
         for (i, ch) in exact.iter().enumerate() {
             frames.clear();
-            got += ch.recv_batch(256, &mut frames);
+            got += ch.try_recv_batch(256, &mut frames);
             for f in frames.drain(..) {
                 assert_eq!(sport(&f), 7000 + i as u16, "channel {i} got another flow");
                 checkers[i].check(&f);
@@ -858,7 +854,7 @@ fn soft_fallback(attach: XdpAttach) {
             listener.stats()
         );
         frames.clear();
-        if listener.recv_batch(256, &mut frames) == 0 {
+        if listener.try_recv_batch(256, &mut frames) == 0 {
             listener.wait(Some(Duration::from_millis(2))).unwrap();
         }
         for f in frames.drain(..) {
@@ -879,9 +875,9 @@ fn soft_fallback(attach: XdpAttach) {
         c.assert_complete(N);
         let s = ch.stats();
         assert_eq!(s.soft, ch.is_soft());
-        assert_eq!(s.delivered_packets, N, "channel {i}: {s:?}");
+        assert_eq!(s.rx_packets, N, "channel {i}: {s:?}");
         assert_eq!(
-            (s.gate_drops, s.ring_full_drops, s.early_discards),
+            (s.gate_drops, s.ring_full_drops, s.soft_discards),
             (0, 0, 0),
             "channel {i}: {s:?}"
         );

@@ -112,13 +112,13 @@ proptest! {
                 Op::Recv { ch, max } => {
                     if let Some(c) = &channels[ch] {
                         let before = held.len();
-                        let n = c.recv_batch(max, &mut held);
+                        let n = c.try_recv_batch(max, &mut held);
                         prop_assert_eq!(held.len() - before, n);
                         prop_assert!(n <= max);
                     }
                 }
                 Op::RecvOne { ch } => {
-                    if let Some(f) = channels[ch].as_ref().and_then(Channel::recv) {
+                    if let Some(f) = channels[ch].as_ref().and_then(Channel::try_recv) {
                         held.push(f);
                     }
                 }

@@ -44,7 +44,7 @@ fn run(config: NicConfig) -> (ChannelStats, ChannelStats, Nic) {
         }
         // The served receiver drains its channel (running the poll step itself).
         let mut got = Vec::new();
-        while served.recv_batch(16, &mut got) > 0 {}
+        while served.try_recv_batch(16, &mut got) > 0 {}
         for f in &got {
             assert_eq!(seq_of(f), next, "served in order, nothing lost");
             next += 1;
@@ -68,7 +68,7 @@ const SENT_TO_STALLED: u64 = (ROUNDS * FLOOD_PER_ROUND) as u64;
 const SENT_TO_SERVED: u64 = (ROUNDS * SERVED_PER_ROUND) as u64;
 
 fn assert_served_unharmed(served: &ChannelStats) {
-    assert_eq!(served.delivered_packets, SENT_TO_SERVED);
+    assert_eq!(served.rx_packets, SENT_TO_SERVED);
     assert_eq!(served.account.total_drops(), 0);
 }
 
@@ -76,15 +76,15 @@ fn assert_served_unharmed(served: &ChannelStats) {
 fn soft_lrp_discards_the_excess_early() {
     let (stalled, served, nic) = run(config(Mode::SoftLrp));
     assert_served_unharmed(&served);
-    assert_eq!(stalled.delivered_packets, 0);
+    assert_eq!(stalled.rx_packets, 0);
     assert_eq!(stalled.queued, FLOOD_CAPACITY);
     assert_eq!(
-        stalled.early_discards,
+        stalled.soft_discards,
         SENT_TO_STALLED - FLOOD_CAPACITY as u64
     );
     assert_eq!(
         stalled.account.drops(DropReason::SoftDiscard),
-        stalled.early_discards
+        stalled.soft_discards
     );
     assert_eq!((stalled.gate_drops, stalled.endpoint_full_drops), (0, 0));
     // Nothing was dropped anywhere else.
@@ -103,7 +103,7 @@ fn ni_lrp_drops_the_excess_at_the_gate_before_the_copy() {
     assert_eq!(stalled.gate_drops, SENT_TO_STALLED - close_at);
     assert_eq!(stalled.ring_full_drops, 0);
     assert_eq!(stalled.gate_closings, 1);
-    assert_eq!(stalled.early_discards, 0);
+    assert_eq!(stalled.soft_discards, 0);
     let b = nic.stats().backend;
     assert_eq!(b.gate_drops, stalled.gate_drops);
     // Gate drops never took a buffer: only admitted frames were written to a ring.
@@ -134,7 +134,7 @@ fn eager_drops_the_excess_only_after_protocol_work() {
         stalled.endpoint_full_drops,
         SENT_TO_STALLED - FLOOD_CAPACITY as u64
     );
-    assert_eq!(stalled.early_discards, 0);
+    assert_eq!(stalled.soft_discards, 0);
     assert_eq!(stalled.gate_drops, 0);
     // The eager path counts frames as received when it queues them after processing.
     assert_eq!(stalled.account.rx_packets, FLOOD_CAPACITY as u64);

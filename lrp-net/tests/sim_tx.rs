@@ -20,7 +20,7 @@ fn echo_in_place_in_every_mode() {
             assert!(peer.inject(&udp_to(7, seq)));
         }
         let mut frames = Vec::new();
-        while ch.recv_batch(16, &mut frames) > 0 {}
+        while ch.try_recv_batch(16, &mut frames) > 0 {}
         assert_eq!(frames.len(), 50, "{mode:?}");
         let free_before = nic.census().free;
         for mut f in frames.drain(..) {

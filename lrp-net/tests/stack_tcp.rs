@@ -113,7 +113,7 @@ fn handshake_and_data_both_ways_in_every_mode() {
         let (listener, s, l) = server.join().unwrap();
         assert_eq!(listener.accepted(), 1);
         assert_eq!(s.delivered_bytes, REQUEST as u64, "{mode:?}");
-        assert!(s.packets > 0 && s.tx_packets > 0, "{mode:?}");
+        assert!(s.rx_packets > 0 && s.tx_packets > 0, "{mode:?}");
         assert_eq!(s.bad_checksum + s.early_discards, 0, "{mode:?}");
         if mode == Mode::Eager {
             assert!(stack.eager_stats().cpu_ns > 0);
@@ -145,7 +145,7 @@ fn many_concurrent_connections_fill_the_backlog_and_are_all_accepted() {
         nic_config(Mode::Eager),
     ];
     for config in configs {
-        let mode = config.get_mode();
+        let mode = config.mode;
         let (stack, sim) = stack_on(config, |c| c);
         let listener = stack
             .tcp_listen("10.0.0.2:8080".parse().unwrap(), N as usize)
@@ -299,7 +299,7 @@ fn closed_ports_are_reset_by_the_control_path_in_every_mode() {
     for mode in MODES {
         let (stack, sim) = stack(mode);
         let _listener = stack.tcp_listen("10.0.0.2:80".parse().unwrap(), 4).unwrap();
-        let before = stack.control_stats().packets;
+        let before = stack.control_stats().rx_packets;
         for (i, flags) in [TcpFlags::SYN, TcpFlags::ACK, TcpFlags::FIN | TcpFlags::ACK]
             .into_iter()
             .enumerate()
@@ -323,7 +323,7 @@ fn closed_ports_are_reset_by_the_control_path_in_every_mode() {
         let rst = build::tcp_v4(sa(PEER_IP, 6009), sa(STACK_IP, 8080), TcpFlags::RST, b"");
         assert!(sim.inject(&rst));
         assert!(wait_until(Duration::from_secs(5), || {
-            stack.control_stats().packets >= before + 4
+            stack.control_stats().rx_packets >= before + 4
         }));
         std::thread::sleep(Duration::from_millis(20));
         assert!(tcp_segments(&sim.take_tx()).is_empty(), "{mode:?}");
@@ -427,7 +427,7 @@ fn client_connections_to_a_peer_listener() {
         let st = stack.clone();
         let client = std::thread::spawn(move || {
             let mut s = st
-                .tcp_connect("10.0.0.1:8080".parse().unwrap(), LIMIT)
+                .tcp_connect_timeout("10.0.0.1:8080".parse().unwrap(), LIMIT)
                 .expect("connect");
             s.set_read_timeout(Some(LIMIT)).unwrap();
             s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
@@ -464,8 +464,9 @@ fn client_connections_to_a_peer_listener() {
         assert_eq!(stats.delivered_bytes, 23);
         // A connection to a port where nobody listens is refused (the peer answers RST).
         let st = stack.clone();
-        let refused =
-            std::thread::spawn(move || st.tcp_connect("10.0.0.1:9".parse().unwrap(), LIMIT));
+        let refused = std::thread::spawn(move || {
+            st.tcp_connect_timeout("10.0.0.1:9".parse().unwrap(), LIMIT)
+        });
         let mut done = false;
         peer.poll_until(LIMIT, |_| {
             done = refused.is_finished();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use lrp_core::account::DropReason;
 use lrp_net::sim::build;
-use lrp_net::Mode;
+use lrp_net::{EthernetAddress, Mode};
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, Icmpv4Packet, Icmpv4Repr,
     IpProtocol, Ipv4Packet, UdpPacket,
@@ -72,11 +72,11 @@ fn udp_echo_in_every_mode() {
         }
         let sock = server.join().unwrap();
         let s = sock.stats();
-        assert_eq!(s.packets, 100, "{mode:?}: {s:?}");
+        assert_eq!(s.rx_packets, 100, "{mode:?}: {s:?}");
         assert_eq!(s.delivered, 100, "{mode:?}");
         assert_eq!(s.tx_packets, 100, "{mode:?}");
         assert_eq!(
-            s.early_discards + s.late_drops + s.bad_checksum,
+            s.early_discards + s.endpoint_full_drops + s.bad_checksum,
             0,
             "{mode:?}"
         );
@@ -224,7 +224,7 @@ fn a_flood_is_discarded_early_at_its_own_channel_and_costs_only_its_receiver() {
             assert_eq!(&buf[..n], &[i]);
         }
         let q = quiet.stats();
-        assert_eq!((q.packets, q.early_discards), (10, 0), "{mode:?}");
+        assert_eq!((q.rx_packets, q.early_discards), (10, 0), "{mode:?}");
         // Draining the flood is charged to the flooded socket.
         flooded.set_nonblocking(true).unwrap();
         let mut got = 0;
@@ -234,7 +234,7 @@ fn a_flood_is_discarded_early_at_its_own_channel_and_costs_only_its_receiver() {
         assert_eq!(got, queued, "{mode:?}");
         let f = flooded.stats();
         assert!(f.cpu_ns > 0, "{mode:?}");
-        assert_eq!(f.packets, queued as u64, "{mode:?}");
+        assert_eq!(f.rx_packets, queued as u64, "{mode:?}");
         drop(frame);
     }
 }
@@ -264,7 +264,7 @@ fn eager_mode_processes_the_flood_at_poll_time_and_drops_late() {
     stack.poll_eager();
     let f = flooded.stats();
     // The work was spent on every frame, and the excess dropped after it, at the socket.
-    assert!(f.late_drops >= 900, "{f:?}");
+    assert!(f.endpoint_full_drops >= 900, "{f:?}");
     assert_eq!(f.cpu_ns, 0, "the flooded socket itself did no processing");
     assert!(stack.eager_stats().cpu_ns > 0);
     // With the Callers driver, a receive that runs the shared step pays for everybody.
@@ -283,7 +283,7 @@ fn eager_mode_processes_the_flood_at_poll_time_and_drops_late() {
         q.cpu_ns > 0,
         "the quiet socket was billed for the flood's processing: {q:?}"
     );
-    assert_eq!(q.packets, 1);
+    assert_eq!(q.rx_packets, 1);
 }
 
 #[test]
@@ -317,7 +317,7 @@ fn arp_and_icmp_are_answered_on_the_host_channel() {
         assert_eq!(source_protocol_addr, STACK_IP);
         assert_eq!(
             stack.neighbors(),
-            vec![(PEER_IP, build::PEER_MAC)],
+            vec![(PEER_IP, EthernetAddress(build::PEER_MAC))],
             "{mode:?}"
         );
 
@@ -346,7 +346,7 @@ fn arp_and_icmp_are_answered_on_the_host_channel() {
         }));
         assert_eq!(echo, Some((0x1234, 7, b"ping".to_vec())), "{mode:?}");
         let c = stack.control_stats();
-        assert_eq!(c.packets, 2, "{mode:?}");
+        assert_eq!(c.rx_packets, 2, "{mode:?}");
     }
 }
 
@@ -390,7 +390,7 @@ fn udp_to_a_closed_port_gets_an_icmp_port_unreachable() {
         // The error quotes the offending IP header and the start of its payload.
         assert_eq!(&data[..28], &probe[14..14 + 28], "{mode:?}");
         assert!(peer.take_kernel().is_empty(), "{mode:?}");
-        assert_eq!(stack.control_stats().packets, 1, "{mode:?}");
+        assert_eq!(stack.control_stats().rx_packets, 1, "{mode:?}");
     }
 }
 
@@ -404,39 +404,30 @@ fn stack_config_is_validated() {
             .0
     };
     let ip = STACK_IP;
+    // Without a MAC the stack takes the interface's.
+    let s = Stack::new(nic(), StackConfig::new(ip, 24)).unwrap();
+    assert_eq!(s.mac(), EthernetAddress(build::LOCAL_MAC));
+    assert_eq!(s.mac(), s.nic().mac());
+    drop(s);
     assert!(
-        Stack::new(nic(), StackConfig::new(ip, 24)).is_err(),
-        "no MAC"
-    );
-    assert!(
-        Stack::new(nic(), StackConfig::new(ip, 24).mac([1, 0, 0, 0, 0, 1])).is_err(),
+        Stack::new(
+            nic(),
+            StackConfig::new(ip, 24).mac(EthernetAddress([1, 0, 0, 0, 0, 1]))
+        )
+        .is_err(),
         "multicast MAC"
     );
-    assert!(Stack::new(nic(), StackConfig::new(ip, 0).mac(build::LOCAL_MAC)).is_err());
-    assert!(Stack::new(nic(), StackConfig::new(ip, 33).mac(build::LOCAL_MAC)).is_err());
+    assert!(Stack::new(nic(), StackConfig::new(ip, 0)).is_err());
+    assert!(Stack::new(nic(), StackConfig::new(ip, 33)).is_err());
+    assert!(Stack::new(nic(), StackConfig::new("0.0.0.0".parse().unwrap(), 24)).is_err());
     assert!(Stack::new(
         nic(),
-        StackConfig::new("0.0.0.0".parse().unwrap(), 24).mac(build::LOCAL_MAC)
+        StackConfig::new(ip, 24).gateway("192.168.0.1".parse().unwrap())
     )
     .is_err());
-    assert!(Stack::new(
-        nic(),
-        StackConfig::new(ip, 24)
-            .mac(build::LOCAL_MAC)
-            .gateway("192.168.0.1".parse().unwrap())
-    )
-    .is_err());
-    assert!(Stack::new(
-        nic(),
-        StackConfig::new(ip, 24).mac(build::LOCAL_MAC).mtu(9000)
-    )
-    .is_err());
-    let s = Stack::new(nic(), StackConfig::new(ip, 24).mac(build::LOCAL_MAC)).unwrap();
+    assert!(Stack::new(nic(), StackConfig::new(ip, 24).mtu(9000)).is_err());
+    let s = Stack::new(nic(), StackConfig::new(ip, 24)).unwrap();
     assert_eq!(s.mtu(), 1500);
     // Two stacks on one address of one NIC would fight over the host rule.
-    assert!(Stack::new(
-        s.nic().clone(),
-        StackConfig::new(ip, 24).mac(build::LOCAL_MAC)
-    )
-    .is_err());
+    assert!(Stack::new(s.nic().clone(), StackConfig::new(ip, 24)).is_err());
 }

@@ -62,7 +62,8 @@ impl Veth {
             .expect("flush the local kernel's address");
         let ifname = local.ifname().to_owned();
         let nic_config = NicConfig::default().mode(mode);
-        let config = stack_config(StackConfig::new(local.ipv4(), 24).mac(local.mac()));
+        // The MAC address is the interface's own: the stack takes it from the NIC.
+        let config = stack_config(StackConfig::new(local.ipv4(), 24));
         let stack = local
             .ns()
             .run(move || -> Result<Stack, String> {
@@ -164,14 +165,14 @@ fn udp_echo_to_a_linux_client_in_every_mode() {
         let s = sock.stats();
         eprintln!(
             "{mode:?}: echo socket: {} in, {} out, {:.2} ms CPU charged",
-            s.packets,
+            s.rx_packets,
             s.tx_packets,
             s.cpu_ns as f64 / 1e6
         );
         assert_eq!(s.delivered, (ROUNDS + BURST) as u64, "{mode:?}");
         assert_eq!(s.tx_packets, (ROUNDS + BURST) as u64, "{mode:?}");
         assert_eq!(
-            s.early_discards + s.late_drops + s.bad_checksum,
+            s.early_discards + s.endpoint_full_drops + s.bad_checksum,
             0,
             "{mode:?}"
         );
@@ -226,7 +227,7 @@ fn closed_ports_refuse_linux_clients_in_every_mode() {
         let c = v.stack.control_stats();
         eprintln!(
             "{mode:?}: control channel: {} frames in, {} out",
-            c.packets, c.tx_packets
+            c.rx_packets, c.tx_packets
         );
         assert!(c.tx_packets >= 3, "{mode:?}: ARP reply, RST, ICMP: {c:?}");
     }
@@ -341,7 +342,7 @@ fn run_injector(
         INJECTOR.to_owned(),
         peer.ifname().to_owned(),
         mac(peer.mac()),
-        mac(v.stack.mac()),
+        mac(v.stack.mac().0),
         v.peer_ip().to_string(),
         v.stack.ip().to_string(),
         client_port.to_string(),
@@ -444,7 +445,7 @@ fn bad_input_during_a_transfer_is_counted_and_the_transfer_completes() {
         eprintln!(
             "{mode:?}: connection: {} frames in, {} out, bad checksum {} (NIC: {nic_bad}), \
              {:.1} ms CPU charged",
-            conn.packets,
+            conn.rx_packets,
             conn.tx_packets,
             conn.bad_checksum,
             conn.cpu_ns as f64 / 1e6
@@ -465,19 +466,19 @@ fn bad_input_during_a_transfer_is_counted_and_the_transfer_completes() {
         }
         // Out-of-window RSTs reached the connection (its own channel) and did not reset
         // it: the transfer above completed.
-        assert!(conn.packets > COUNT, "{mode:?}");
+        assert!(conn.rx_packets > COUNT, "{mode:?}");
         // SYNs to a closed port: each answered with a RST by the control path.
         assert_eq!(inj.rst_from_closed, COUNT, "{mode:?}: {inj:?}");
         let control = v.stack.control_stats();
         assert!(
-            control.packets >= before_control.packets + COUNT,
+            control.rx_packets >= before_control.rx_packets + COUNT,
             "{mode:?}: {control:?}"
         );
         // Truncated frames: dropped as malformed before any endpoint.
         let malformed = nic_malformed(&v.stack) - before_malformed;
         eprintln!(
             "{mode:?}: malformed drops {malformed}; control channel: {} frames in, {} out",
-            control.packets, control.tx_packets
+            control.rx_packets, control.tx_packets
         );
         assert_eq!(malformed, COUNT, "{mode:?}");
     }
@@ -588,12 +589,12 @@ fn accounting_run(v: &Veth, flood: u64, light: u64) -> (Receiver, Receiver, u64)
         b.ni_ring_full,
         b.rx_ring_full,
         b.rx_no_buffer,
-        fs.packets,
+        fs.rx_packets,
         fs.early_discards,
-        fs.late_drops,
-        qs.packets,
+        fs.endpoint_full_drops,
+        qs.rx_packets,
         qs.early_discards,
-        qs.late_drops,
+        qs.endpoint_full_drops,
     );
     (f, q, v.stack.eager_stats().cpu_ns - eager0)
 }
@@ -710,7 +711,7 @@ fn lrp_client_exchanges_data_with_a_linux_server() {
         });
         let mut conn = v
             .stack
-            .tcp_connect(bind, Duration::from_secs(5))
+            .tcp_connect_timeout(bind, Duration::from_secs(5))
             .unwrap_or_else(|e| panic!("{mode:?}: connect to the Linux server: {e}"));
         conn.set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
@@ -739,7 +740,7 @@ fn lrp_client_exchanges_data_with_a_linux_server() {
         assert_eq!(echo.join().unwrap().unwrap(), TOTAL);
         eprintln!(
             "{mode:?}: client connection: {} frames in, {} out, {:.1} ms CPU charged",
-            stats.packets,
+            stats.rx_packets,
             stats.tx_packets,
             stats.cpu_ns as f64 / 1e6
         );

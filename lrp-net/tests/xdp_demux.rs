@@ -461,11 +461,7 @@ fn closed_gate_drops_before_the_redirect() {
 fn syn_only_listener_leaves_other_segments_to_the_default() {
     let Some(mut x) = load() else { return };
     x.set_config(&DemuxConfig::default()).unwrap();
-    let no_channel = ChannelId(u32::MAX);
-    let l = Listener {
-        channel: no_channel,
-        syn_channel: Some(ch(5)),
-    };
+    let l = Listener::syn_only(ch(5));
     x.insert_listener(&ListenerKey::any(Proto::Tcp, 8080), &l)
         .unwrap();
     let syn = eth(0x0800, &ipv4(R, L, 6, 0, &tcp(1000, 8080, TcpFlags::SYN)));
@@ -477,7 +473,7 @@ fn syn_only_listener_leaves_other_segments_to_the_default() {
     assert_eq!(run(&x, &ack), (XdpAction::Pass, Outcome::Pass, None));
     // Even with a host entry for the address: the listener entry claims the port, and
     // its missing plain channel means the default action (what lrp-net's facade does with
-    // the `NO_CHANNEL` listener channel), not the host's RST responder.
+    // the SYN-only listener entry), not the host's RST responder.
     x.insert_host(L.into(), ch(9)).unwrap();
     assert_eq!(run(&x, &ack), (XdpAction::Pass, Outcome::Pass, None));
     x.remove_listener(&ListenerKey::any(Proto::Tcp, 8080))

@@ -214,7 +214,7 @@ pub(crate) struct StepOutcome {
     pub(crate) ingested: usize,
     /// CPU nanoseconds this thread spent on the endpoint's work in the step (taking its
     /// frames off its channel, verification, smoltcp ingress and egress), not counting the
-    /// NIC's poll step that `recv_batch` runs on an empty channel: the caller charges it to
+    /// NIC's poll step that `try_recv_batch` runs on an empty channel: the caller charges it to
     /// whom the work was for.
     pub(crate) cpu_ns: u64,
     /// Whether smoltcp reported a possible socket state change.
@@ -426,14 +426,14 @@ impl Engine {
         if let Some(source) = io.source {
             if io.max_frames > 0 {
                 // Taking the endpoint's own frames off its channel (its NI-LRP ring, its
-                // soft channel) is the endpoint's work. On an empty channel `recv_batch`
+                // soft channel) is the endpoint's work. On an empty channel `try_recv_batch`
                 // runs the NIC's poll step for everybody instead, which is not: measure
                 // only when frames are waiting (only this endpoint takes from its channel,
                 // so they are still there).
                 if !source.is_empty() {
                     meter = Some(CpuMeter::start());
                 }
-                out.pulled = source.recv_batch(io.max_frames, &mut scratch);
+                out.pulled = source.try_recv_batch(io.max_frames, &mut scratch);
             }
         }
         let meter = meter.unwrap_or_else(CpuMeter::start);

@@ -122,55 +122,22 @@ use std::time::{Duration, Instant};
 use lrp_core::account::{Account, AccountSnapshot};
 use smoltcp::wire::EthernetAddress;
 
-use crate::nic::{Channel, Mode, Nic, Rule};
+use crate::config::Mode;
+use crate::error::{Error, Result};
+use crate::nic::{Channel, Nic};
+use crate::rule::Rule;
 use cpu::CpuMeter;
 use engine::Engine;
 use neighbors::Neighbors;
 
 pub use cpu::thread_cpu_ns;
 pub use stats::SocketStats;
-pub use tcp::{TcpListener, TcpStream};
+pub use tcp::{TcpListener, TcpStream, CONNECT_TIMEOUT};
 pub use udp::UdpSocket;
 
-/// Errors of opening a stack or a socket. Socket I/O reports `std::io::Error`; this
-/// converts into one.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StackError {
-    /// The configuration is not usable (the message says which rule was broken).
-    #[error("invalid stack configuration: {0}")]
-    InvalidConfig(&'static str),
-    /// The address is not the stack's own address, or not IPv4.
-    #[error("address {0} is not available on this stack")]
-    AddrNotAvailable(SocketAddr),
-    /// Another socket of this stack already uses the port.
-    #[error("address {0} is already in use")]
-    AddrInUse(SocketAddr),
-    /// No ephemeral port is free for a new connection.
-    #[error("no free ephemeral port")]
-    NoEphemeralPort,
-    /// Opening the endpoint's channel on the NIC failed.
-    #[error(transparent)]
-    Nic(#[from] crate::Error),
-    /// A system call failed (spawning the stack's threads).
-    #[error(transparent)]
-    Io(#[from] io::Error),
-}
-
-impl From<StackError> for io::Error {
-    fn from(e: StackError) -> io::Error {
-        let kind = match &e {
-            StackError::InvalidConfig(_) => io::ErrorKind::InvalidInput,
-            StackError::AddrNotAvailable(_) => io::ErrorKind::AddrNotAvailable,
-            StackError::AddrInUse(_) => io::ErrorKind::AddrInUse,
-            StackError::NoEphemeralPort => io::ErrorKind::AddrInUse,
-            StackError::Nic(crate::Error::Io(e)) => e.kind(),
-            StackError::Nic(_) => io::ErrorKind::Other,
-            StackError::Io(e) => e.kind(),
-        };
-        io::Error::new(kind, e)
-    }
-}
+/// What an IPv6 address gets from the stack.
+pub(crate) const IPV4_ONLY: &str =
+    "lrp's socket stack is IPv4-only (IPv6 frames can still be demultiplexed to raw channels)";
 
 /// Who runs the shared poll step in [`Mode::Eager`] (ignored in the LRP modes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -185,39 +152,58 @@ pub enum EagerDriver {
     Callers,
 }
 
-/// Configuration of a [`Stack`], built by chaining setters on [`StackConfig::new`].
+/// Configuration of a [`Stack`]: [`StackConfig::new`] with the address, then chained
+/// setters or the public fields. The MAC address and MTU default to the interface's
+/// ([`Nic::mac`], [`Nic::mtu`]); [`Stack::new`] checks the whole configuration.
 ///
 /// ```
-/// use lrp_net::stack::StackConfig;
+/// use lrp_net::StackConfig;
 /// use std::time::Duration;
 ///
 /// let config = StackConfig::new("10.0.0.2".parse().unwrap(), 24)
-///     .mac([0x02, 0, 0, 0, 0, 0x02])
 ///     .gateway("10.0.0.1".parse().unwrap())
 ///     .linger(Duration::from_secs(2));
-/// assert_eq!(config.get_prefix_len(), 24);
+/// assert_eq!(config.prefix_len, 24);
+/// assert_eq!(config.mac, None); // the interface's own
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StackConfig {
-    ip: Ipv4Addr,
-    prefix_len: u8,
-    mac: Option<[u8; 6]>,
-    gateway: Option<Ipv4Addr>,
-    mtu: Option<usize>,
-    neighbors: Vec<(Ipv4Addr, [u8; 6])>,
-    control_thread: bool,
-    host_capacity: usize,
-    udp_batch: usize,
-    tcp_rx_buffer: usize,
-    tcp_tx_buffer: usize,
-    conn_capacity: usize,
-    syn_timeout: Duration,
-    linger: Duration,
-    eager_driver: EagerDriver,
+    /// The stack's IPv4 address (lrp's stack is IPv4-only).
+    pub ip: Ipv4Addr,
+    /// The prefix length of its subnet.
+    pub prefix_len: u8,
+    /// The MAC address (`None`: the interface's, [`Nic::mac`]).
+    pub mac: Option<EthernetAddress>,
+    /// The default gateway for destinations outside the prefix.
+    pub gateway: Option<Ipv4Addr>,
+    /// The IP MTU (`None`: the interface's, [`Nic::mtu`], as far as a frame holds it).
+    pub mtu: Option<usize>,
+    /// Static neighbour entries.
+    pub neighbors: Vec<(Ipv4Addr, EthernetAddress)>,
+    /// Whether the stack runs its control and linger threads
+    /// (see [`control_thread`](Self::control_thread)).
+    pub control_thread: bool,
+    /// Capacity of the host channel, in frames.
+    pub host_capacity: usize,
+    /// UDP: the most datagrams one receive processes ahead.
+    pub udp_batch: usize,
+    /// TCP receive buffer per connection, in bytes.
+    pub tcp_rx_buffer: usize,
+    /// TCP transmit buffer per connection, in bytes.
+    pub tcp_tx_buffer: usize,
+    /// Capacity of each TCP connection's own channel, in frames.
+    pub conn_capacity: usize,
+    /// How long a TCP handshake may stay incomplete.
+    pub syn_timeout: Duration,
+    /// How long a dropped TCP connection may take to close gracefully.
+    pub linger: Duration,
+    /// Who runs the shared poll step in EAGER mode.
+    pub eager_driver: EagerDriver,
 }
 
 impl StackConfig {
-    /// A stack at `ip`/`prefix_len`. A MAC address must be set with [`mac`](Self::mac).
+    /// A stack at `ip`/`prefix_len`, with the interface's MAC address and MTU.
     pub fn new(ip: Ipv4Addr, prefix_len: u8) -> StackConfig {
         StackConfig {
             ip,
@@ -238,9 +224,9 @@ impl StackConfig {
         }
     }
 
-    /// The stack's MAC address (normally the interface's own, so frames addressed to the
-    /// interface reach the stack). Required.
-    pub fn mac(mut self, mac: [u8; 6]) -> Self {
+    /// The stack's MAC address, if not the interface's own ([`Nic::mac`], the default):
+    /// frames must be addressed to it to reach the stack.
+    pub fn mac(mut self, mac: EthernetAddress) -> Self {
         self.mac = Some(mac);
         self
     }
@@ -251,14 +237,15 @@ impl StackConfig {
         self
     }
 
-    /// The IP MTU (default: 1500, or less if the NIC's frames are smaller).
+    /// The IP MTU (default: the interface's, [`Nic::mtu`], or less if the NIC's frames
+    /// are smaller).
     pub fn mtu(mut self, mtu: usize) -> Self {
         self.mtu = Some(mtu);
         self
     }
 
     /// A static neighbour entry: `ip` is at `mac` (no ARP needed for it).
-    pub fn neighbor(mut self, ip: Ipv4Addr, mac: [u8; 6]) -> Self {
+    pub fn neighbor(mut self, ip: Ipv4Addr, mac: EthernetAddress) -> Self {
         self.neighbors.push((ip, mac));
         self
     }
@@ -321,26 +308,6 @@ impl StackConfig {
         self.eager_driver = driver;
         self
     }
-
-    /// The stack's IPv4 address.
-    pub fn get_ip(&self) -> Ipv4Addr {
-        self.ip
-    }
-
-    /// The prefix length.
-    pub fn get_prefix_len(&self) -> u8 {
-        self.prefix_len
-    }
-
-    /// The MAC address, if set.
-    pub fn get_mac(&self) -> Option<[u8; 6]> {
-        self.mac
-    }
-
-    /// The gateway, if set.
-    pub fn get_gateway(&self) -> Option<Ipv4Addr> {
-        self.gateway
-    }
 }
 
 /// The validated configuration the stack runs with.
@@ -378,53 +345,47 @@ impl Resolved {
 /// (`XDP_PACKET_HEADROOM`): a received frame must fit in the rest.
 const KERNEL_RX_HEADROOM: usize = 256;
 
-fn resolve(config: &StackConfig, nic: &Nic) -> Result<Resolved, StackError> {
+fn resolve(config: &StackConfig, nic: &Nic) -> Result<Resolved> {
     let ip = config.ip;
     if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() {
-        return Err(StackError::InvalidConfig(
+        return Err(Error::InvalidConfig(
             "the address must be a unicast IPv4 address",
         ));
     }
     if config.prefix_len == 0 || config.prefix_len > 32 {
-        return Err(StackError::InvalidConfig(
-            "the prefix length must be 1 to 32",
-        ));
+        return Err(Error::InvalidConfig("the prefix length must be 1 to 32"));
     }
-    let mac = config
-        .mac
-        .ok_or(StackError::InvalidConfig("a MAC address is required"))?;
+    let mac = config.mac.unwrap_or(nic.mac()).0;
     if !EthernetAddress(mac).is_unicast() {
-        return Err(StackError::InvalidConfig("the MAC address must be unicast"));
+        return Err(Error::InvalidConfig("the MAC address must be unicast"));
     }
     let mask = u32::MAX << (32 - u32::from(config.prefix_len));
     if let Some(gw) = config.gateway {
         if (u32::from(gw) ^ u32::from(ip)) & mask != 0 || gw == ip {
-            return Err(StackError::InvalidConfig(
+            return Err(Error::InvalidConfig(
                 "the gateway must be another address on the subnet",
             ));
         }
     }
     let nic_cfg = nic.config();
-    let chunk = nic_cfg.get_frame_size() as usize;
+    let chunk = nic_cfg.frame_size as usize;
     let room = chunk
-        .saturating_sub(nic_cfg.get_headroom() as usize)
+        .saturating_sub(nic_cfg.headroom as usize)
         .saturating_sub(KERNEL_RX_HEADROOM)
         .saturating_sub(14);
-    let mtu = config.mtu.unwrap_or(1500.min(room));
+    let mtu = config.mtu.unwrap_or((nic.mtu() as usize).min(room));
     if mtu < 576 || mtu > room {
-        return Err(StackError::InvalidConfig(
+        return Err(Error::InvalidConfig(
             "the MTU must be at least 576 and fit in the NIC's frames",
         ));
     }
     if config.udp_batch == 0 || config.conn_capacity == 0 || config.host_capacity == 0 {
-        return Err(StackError::InvalidConfig(
+        return Err(Error::InvalidConfig(
             "batch and channel capacities must be non-zero",
         ));
     }
     if config.tcp_rx_buffer < 1024 || config.tcp_tx_buffer < 1024 {
-        return Err(StackError::InvalidConfig(
-            "TCP buffers must hold at least 1 KiB",
-        ));
+        return Err(Error::InvalidConfig("TCP buffers must hold at least 1 KiB"));
     }
     Ok(Resolved {
         ip,
@@ -575,9 +536,9 @@ impl StackInner {
         let ch = &self.control_channel;
         let mut frames = Vec::new();
         // As in `Engine::step`: taking the channel's frames is its work, the NIC's poll
-        // step that `recv_batch` runs on an empty channel is not.
+        // step that `try_recv_batch` runs on an empty channel is not.
         let early = (!ch.is_empty()).then(CpuMeter::start);
-        let n = ch.recv_batch(64, &mut frames);
+        let n = ch.try_recv_batch(64, &mut frames);
         if n == 0 && engine.staged() == 0 {
             return 0;
         }
@@ -611,7 +572,7 @@ impl StackInner {
     /// The shared eager poll step: the NIC's poll step, then every endpoint's frames
     /// through smoltcp. Returns frames processed. The caller charges the CPU time.
     fn eager_step(&self) -> usize {
-        let budget = self.nic.config().get_batch().max(1) * 4;
+        let budget = self.nic.config().batch.max(1) * 4;
         let mut n = self.nic.poll_rx(budget);
         let endpoints: Vec<Arc<dyn EagerEndpoint>> = {
             let mut list = lock(&self.eager);
@@ -694,25 +655,26 @@ impl StackInner {
     }
 
     /// Open a channel for an endpoint of this stack.
-    pub(crate) fn channel(&self, rule: Rule, capacity: usize) -> Result<Channel, StackError> {
-        Ok(self.nic.channel(rule, capacity)?)
+    pub(crate) fn channel(&self, rule: Rule, capacity: usize) -> Result<Channel> {
+        self.nic.channel(rule, capacity)
     }
 
     /// Check that `addr` is this stack's (or unspecified) and IPv4; returns the port.
-    pub(crate) fn local_port(&self, addr: SocketAddr) -> Result<u16, StackError> {
+    pub(crate) fn local_port(&self, addr: SocketAddr) -> Result<u16> {
         match addr {
             SocketAddr::V4(a) if a.ip().is_unspecified() || *a.ip() == self.cfg.ip => Ok(a.port()),
-            _ => Err(StackError::AddrNotAvailable(addr)),
+            SocketAddr::V4(_) => Err(Error::AddrNotAvailable(addr)),
+            SocketAddr::V6(_) => Err(Error::Unsupported(IPV4_ONLY)),
         }
     }
 
-    pub(crate) fn claim_udp(&self, port: u16) -> Result<u16, StackError> {
+    pub(crate) fn claim_udp(&self, port: u16) -> Result<u16> {
         let mut ports = lock(&self.ports);
         if port == 0 {
             return pick_udp(&mut ports);
         }
         if !ports.udp.insert(port) {
-            return Err(StackError::AddrInUse(SocketAddr::V4(SocketAddrV4::new(
+            return Err(Error::AddrInUse(SocketAddr::V4(SocketAddrV4::new(
                 self.cfg.ip,
                 port,
             ))));
@@ -724,12 +686,12 @@ impl StackInner {
         lock(&self.ports).udp.remove(&port);
     }
 
-    pub(crate) fn claim_tcp_listen(&self, port: u16) -> Result<(), StackError> {
+    pub(crate) fn claim_tcp_listen(&self, port: u16) -> Result<()> {
         if port == 0 {
-            return Err(StackError::InvalidConfig("a TCP listener needs a port"));
+            return Err(Error::InvalidConfig("a TCP listener needs a port"));
         }
         if !lock(&self.ports).tcp_listen.insert(port) {
-            return Err(StackError::AddrInUse(SocketAddr::V4(SocketAddrV4::new(
+            return Err(Error::AddrInUse(SocketAddr::V4(SocketAddrV4::new(
                 self.cfg.ip,
                 port,
             ))));
@@ -742,7 +704,7 @@ impl StackInner {
     }
 
     /// An ephemeral port for a connection to `remote`.
-    pub(crate) fn claim_tcp_active(&self, remote: SocketAddrV4) -> Result<u16, StackError> {
+    pub(crate) fn claim_tcp_active(&self, remote: SocketAddrV4) -> Result<u16> {
         let mut ports = lock(&self.ports);
         let span = u32::from(*EPHEMERAL.end() - *EPHEMERAL.start()) + 1;
         for _ in 0..span {
@@ -752,7 +714,7 @@ impl StackInner {
                 return Ok(p);
             }
         }
-        Err(StackError::NoEphemeralPort)
+        Err(Error::NoEphemeralPort)
     }
 
     pub(crate) fn release_tcp_active(&self, port: u16, remote: SocketAddrV4) {
@@ -788,7 +750,7 @@ fn advance(next: &mut u16) -> u16 {
     p
 }
 
-fn pick_udp(ports: &mut Ports) -> Result<u16, StackError> {
+fn pick_udp(ports: &mut Ports) -> Result<u16> {
     let span = u32::from(*EPHEMERAL.end() - *EPHEMERAL.start()) + 1;
     for _ in 0..span {
         let p = advance(&mut ports.next_ephemeral);
@@ -796,7 +758,7 @@ fn pick_udp(ports: &mut Ports) -> Result<u16, StackError> {
             return Ok(p);
         }
     }
-    Err(StackError::NoEphemeralPort)
+    Err(Error::NoEphemeralPort)
 }
 
 /// Stops and joins the stack's threads when the last handle goes.
@@ -858,12 +820,12 @@ impl Stack {
     /// Open a stack on `nic` with `config`: opens the host channel for ARP, ICMP and
     /// unclaimed UDP/TCP to the stack's address and starts the control thread (and, in EAGER mode with
     /// [`EagerDriver::Thread`], the eager poll thread).
-    pub fn new(nic: Nic, config: StackConfig) -> Result<Stack, StackError> {
+    pub fn new(nic: Nic, config: StackConfig) -> Result<Stack> {
         let cfg = resolve(&config, &nic)?;
         let control_channel = nic.channel(Rule::host(IpAddr::V4(cfg.ip)), config.host_capacity)?;
         let neighbors = Neighbors::new();
-        for (ip, mac) in &config.neighbors {
-            neighbors.insert_static(*ip, EthernetAddress(*mac));
+        for &(ip, mac) in &config.neighbors {
+            neighbors.insert_static(ip, mac);
         }
         let epoch = Instant::now();
         let control = Engine::new(&cfg, random_seed(u64::MAX), smoltcp::time::Instant::ZERO);
@@ -934,8 +896,8 @@ impl Stack {
     }
 
     /// The stack's MAC address.
-    pub fn mac(&self) -> [u8; 6] {
-        self.inner.cfg.mac
+    pub fn mac(&self) -> EthernetAddress {
+        EthernetAddress(self.inner.cfg.mac)
     }
 
     /// The IP MTU the stack's interfaces use.
@@ -950,30 +912,37 @@ impl Stack {
 
     /// Bind a UDP socket at `addr` (the stack's address or unspecified; port 0 picks an
     /// ephemeral port) with a channel of `capacity` frames.
-    pub fn udp_bind(&self, addr: SocketAddr, capacity: usize) -> Result<UdpSocket, StackError> {
+    pub fn udp_bind(&self, addr: SocketAddr, capacity: usize) -> Result<UdpSocket> {
         UdpSocket::bind(self, addr, capacity)
     }
 
     /// Listen for TCP connections at `addr` with an accept backlog of `backlog`
     /// connections (handshakes in progress plus connections not yet accepted).
-    pub fn tcp_listen(&self, addr: SocketAddr, backlog: usize) -> Result<TcpListener, StackError> {
+    pub fn tcp_listen(&self, addr: SocketAddr, backlog: usize) -> Result<TcpListener> {
         TcpListener::bind(self, addr, backlog)
     }
 
-    /// Open a TCP connection to `remote`, waiting at most `timeout` for the handshake.
-    pub fn tcp_connect(&self, remote: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    /// Open a TCP connection to `remote` ([`TcpStream::connect`]: the same handshake
+    /// timeout).
+    pub fn tcp_connect(&self, remote: SocketAddr) -> io::Result<TcpStream> {
+        TcpStream::connect(self, remote)
+    }
+
+    /// Open a TCP connection to `remote`, waiting at most `timeout` for the handshake
+    /// ([`TcpStream::connect_timeout`]).
+    pub fn tcp_connect_timeout(
+        &self,
+        remote: SocketAddr,
+        timeout: Duration,
+    ) -> io::Result<TcpStream> {
         TcpStream::connect_timeout(self, remote, timeout)
     }
 
     /// A raw channel on the stack's NIC, for forwarding applications (the director) that
     /// take frames chosen by `rule`, rewrite them in place and transmit them, without the
     /// stack's protocol processing.
-    pub fn raw_channel(
-        &self,
-        rule: impl Into<Rule>,
-        capacity: usize,
-    ) -> Result<Channel, StackError> {
-        self.inner.channel(rule.into(), capacity)
+    pub fn raw_channel(&self, rule: Rule, capacity: usize) -> Result<Channel> {
+        self.inner.channel(rule, capacity)
     }
 
     /// Run the control path once (ARP, ICMP, closed ports), if no other thread is running it. Returns
@@ -1006,14 +975,8 @@ impl Stack {
     }
 
     /// Neighbours known to the stack (learned from ARP or configured).
-    pub fn neighbors(&self) -> Vec<(Ipv4Addr, [u8; 6])> {
-        self.inner
-            .neighbors
-            .snapshot()
-            .1
-            .into_iter()
-            .map(|(ip, mac)| (ip, mac.0))
-            .collect()
+    pub fn neighbors(&self) -> Vec<(Ipv4Addr, EthernetAddress)> {
+        self.inner.neighbors.snapshot().1
     }
 
     pub(crate) fn inner(&self) -> &Arc<StackInner> {

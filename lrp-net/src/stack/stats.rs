@@ -1,7 +1,10 @@
 //! Per-socket statistics: what the endpoint received, what it lost and why, and the CPU
 //! time charged to it.
 
+use std::fmt;
+
 use lrp_core::account::DropReason;
+use serde::Serialize;
 
 use crate::nic::{Channel, ChannelStats};
 
@@ -9,13 +12,15 @@ use crate::nic::{Channel, ChannelStats};
 /// handed to the application.
 ///
 /// Early discards happen before any protocol work (at the NIC's gate or ring in NI-LRP,
-/// at the full channel in SOFT-LRP); late drops after it (EAGER's full socket buffer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// at the full channel in SOFT-LRP); endpoint-full drops after it (EAGER's full socket
+/// buffer). The names mean the same as in [`ChannelStats`]: `rx_*` are frames taken off
+/// the channel, `delivered*` what reached the application.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct SocketStats {
     /// Frames the endpoint took off its channel for protocol processing.
-    pub packets: u64,
+    pub rx_packets: u64,
     /// Bytes of those frames.
-    pub bytes: u64,
+    pub rx_bytes: u64,
     /// Frames the endpoint transmitted.
     pub tx_packets: u64,
     /// Bytes of those frames.
@@ -25,11 +30,11 @@ pub struct SocketStats {
     /// Payload bytes delivered to the application.
     pub delivered_bytes: u64,
     /// Frames discarded early, before any protocol work: closed gate, full ring (NI-LRP),
-    /// full channel (SOFT-LRP).
+    /// full channel (SOFT-LRP); [`ChannelStats::early_discards`].
     pub early_discards: u64,
     /// Frames dropped after protocol processing because the socket buffer was full
     /// (EAGER).
-    pub late_drops: u64,
+    pub endpoint_full_drops: u64,
     /// Frames whose IP, UDP or TCP checksum failed.
     pub bad_checksum: u64,
     /// Frames that were malformed (truncated, bad lengths).
@@ -55,16 +60,14 @@ impl SocketStats {
         let c = ch.stats();
         let a = &c.account;
         SocketStats {
-            packets: c.delivered_packets,
-            bytes: c.delivered_bytes,
+            rx_packets: c.rx_packets,
+            rx_bytes: c.rx_bytes,
             tx_packets: c.tx_packets,
             tx_bytes: c.tx_bytes,
             delivered,
             delivered_bytes,
-            early_discards: a.drops(DropReason::Gate)
-                + a.drops(DropReason::RingFull)
-                + a.drops(DropReason::SoftDiscard),
-            late_drops: a.drops(DropReason::EndpointFull),
+            early_discards: c.early_discards(),
+            endpoint_full_drops: a.drops(DropReason::EndpointFull),
             bad_checksum: a.drops(DropReason::BadChecksum),
             malformed: a.drops(DropReason::Malformed),
             rejected: a.drops(DropReason::Rejected),
@@ -80,5 +83,26 @@ impl SocketStats {
     /// Drops for one reason.
     pub fn drops(&self, reason: DropReason) -> u64 {
         self.channel.account.drops(reason)
+    }
+}
+
+impl fmt::Display for SocketStats {
+    /// One line, drop reasons with a zero count left out:
+    /// `rx 10 pkts 640 B, delivered 10 (512 B), tx 10 pkts 640 B, queued 0/64, cpu 80.2 µs`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rx {} pkts {} B, delivered {} ({} B), tx {} pkts {} B, queued {}/{}, cpu {:.1} µs",
+            self.rx_packets,
+            self.rx_bytes,
+            self.delivered,
+            self.delivered_bytes,
+            self.tx_packets,
+            self.tx_bytes,
+            self.queued,
+            self.capacity,
+            self.cpu_ns as f64 / 1e3,
+        )?;
+        crate::nic::write_drops(f, &self.channel.account)
     }
 }

@@ -18,13 +18,19 @@ use smoltcp::wire::{IpAddress, IpEndpoint, IpListenEndpoint};
 use super::cpu::CpuMeter;
 use super::engine::{Engine, StepIo};
 use super::udp::{cap, time_left, wait_endpoint};
-use super::{lock, EagerEndpoint, Lingering, Signal, SocketStats, Stack, StackError, StackInner};
-use crate::nic::{Channel, Rule};
+use super::{lock, EagerEndpoint, Lingering, Signal, SocketStats, Stack, StackInner, IPV4_ONLY};
+use crate::error::{Error, Result};
+use crate::nic::Channel;
 use crate::pool::Frame;
+use crate::rule::Rule;
 
 /// How long after its handshake a connection may still receive frames forwarded by the
 /// listener (frames that reached the listener's channel before the connection's exact
 /// rule was installed).
+/// How long [`TcpStream::connect`] waits for the handshake (Linux's default with its
+/// six SYN retransmissions is about two minutes; 75 s is the classic BSD limit).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(75);
+
 const HANDOFF_GRACE: Duration = Duration::from_secs(2);
 
 /// The longest a connection waits in one slice during [`HANDOFF_GRACE`].
@@ -345,10 +351,12 @@ impl std::fmt::Debug for TcpStream {
 }
 
 impl TcpStream {
-    /// Connect to `remote` (IPv4) from an ephemeral port, waiting for the handshake
-    /// without a time limit other than TCP's own (smoltcp retransmits the SYN).
+    /// Connect to `remote` (IPv4) from an ephemeral port, waiting at most
+    /// [`CONNECT_TIMEOUT`] (75 s, Linux's default handshake limit) while smoltcp
+    /// retransmits the SYN. Errors: `ConnectionRefused` (a RST), `TimedOut`,
+    /// `Unsupported` (IPv6), `AddrInUse` (no ephemeral port left).
     pub fn connect(stack: &Stack, remote: SocketAddr) -> io::Result<TcpStream> {
-        TcpStream::connect_timeout(stack, remote, Duration::from_secs(75))
+        TcpStream::connect_timeout(stack, remote, CONNECT_TIMEOUT)
     }
 
     /// Connect to `remote`, waiting at most `timeout` for the handshake.
@@ -359,10 +367,7 @@ impl TcpStream {
     ) -> io::Result<TcpStream> {
         let inner = stack.inner();
         let SocketAddr::V4(remote) = remote else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "IPv6 is not configured",
-            ));
+            return Err(io::Error::new(io::ErrorKind::Unsupported, IPV4_ONLY));
         };
         if remote.port() == 0 || remote.ip().is_unspecified() {
             return Err(io::Error::new(
@@ -707,14 +712,10 @@ impl TcpListener {
     /// Listen at `addr` (the stack's address or unspecified, with a port) with a backlog
     /// of `backlog` connections: handshakes in progress plus established connections not
     /// yet accepted. The listener's channel holds `max(64, 2 × backlog)` frames.
-    pub fn bind(
-        stack: &Stack,
-        addr: SocketAddr,
-        backlog: usize,
-    ) -> Result<TcpListener, StackError> {
+    pub fn bind(stack: &Stack, addr: SocketAddr, backlog: usize) -> Result<TcpListener, Error> {
         let inner = stack.inner();
         if backlog == 0 {
-            return Err(StackError::InvalidConfig("the backlog must be at least 1"));
+            return Err(Error::InvalidConfig("the backlog must be at least 1"));
         }
         let port = inner.local_port(addr)?;
         inner.claim_tcp_listen(port)?;
@@ -874,9 +875,9 @@ impl ListenerShared {
         for _ in 0..8 {
             let mut frames = std::mem::take(&mut st.scratch);
             // As in `Engine::step`: taking the listener's own frames is its work, the
-            // NIC's poll step that `recv_batch` runs on an empty channel is not.
+            // NIC's poll step that `try_recv_batch` runs on an empty channel is not.
             let early = (!self.channel.is_empty()).then(CpuMeter::start);
-            let n = self.channel.recv_batch(LISTENER_BATCH, &mut frames);
+            let n = self.channel.try_recv_batch(LISTENER_BATCH, &mut frames);
             let meter = early.unwrap_or_else(CpuMeter::start);
             for frame in frames.drain(..) {
                 self.dispatch(st, frame, account);

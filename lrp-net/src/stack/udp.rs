@@ -14,8 +14,10 @@ use smoltcp::socket::udp;
 use smoltcp::wire::{IpAddress, IpEndpoint};
 
 use super::engine::{Engine, StepIo};
-use super::{lock, EagerDriver, EagerEndpoint, Signal, SocketStats, Stack, StackError, StackInner};
-use crate::nic::{Channel, Rule};
+use super::{lock, EagerDriver, EagerEndpoint, Signal, SocketStats, Stack, StackInner, IPV4_ONLY};
+use crate::error::{Error, Result};
+use crate::nic::Channel;
+use crate::rule::Rule;
 
 /// Packet slots of the transmit buffer.
 const TX_SLOTS: usize = 64;
@@ -63,7 +65,7 @@ impl std::fmt::Debug for UdpSocket {
 impl UdpSocket {
     /// Bind at `addr` on `stack` with a channel of `capacity` frames. Same as
     /// [`Stack::udp_bind`].
-    pub fn bind(stack: &Stack, addr: SocketAddr, capacity: usize) -> Result<UdpSocket, StackError> {
+    pub fn bind(stack: &Stack, addr: SocketAddr, capacity: usize) -> Result<UdpSocket, Error> {
         let inner = stack.inner();
         let port = inner.local_port(addr)?;
         let port = inner.claim_udp(port)?;
@@ -263,10 +265,7 @@ impl UdpShared {
 
     fn send(&self, data: &[u8], target: SocketAddr, nonblocking: bool) -> io::Result<usize> {
         let SocketAddr::V4(target) = target else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "IPv6 is not configured",
-            ));
+            return Err(io::Error::new(io::ErrorKind::Unsupported, IPV4_ONLY));
         };
         if data.len() > self.stack.cfg.max_udp_payload() {
             return Err(io::Error::new(
@@ -350,9 +349,7 @@ pub(crate) fn wait_endpoint(
     timeout: Option<Duration>,
 ) -> io::Result<()> {
     if stack.lazy() {
-        channel
-            .wait(timeout)
-            .map_err(|e| io::Error::other(e.to_string()))?;
+        channel.wait(timeout).map_err(io::Error::from)?;
         return Ok(());
     }
     match stack.cfg.eager_driver {
@@ -366,10 +363,7 @@ pub(crate) fn wait_endpoint(
                 // leave frames in endpoint channels without waking the shared ring's
                 // waiters: wait in short slices.
                 let slice = cap(timeout, Duration::from_millis(1));
-                stack
-                    .nic
-                    .wait_rx(slice)
-                    .map_err(|e| io::Error::other(e.to_string()))?;
+                stack.nic.wait_rx(slice).map_err(io::Error::from)?;
             }
             Ok(())
         }

@@ -20,7 +20,7 @@
 //!   served by its own NIC instance.
 //!
 //! [`Nic::open`](crate::Nic::open) puts these together behind the [`Nic`](crate::Nic) /
-//! [`Channel`](crate::Channel) API (the backend in `backend.rs`); the types here are the
+//! [`Channel`](crate::Channel) API (the AF_XDP backend, `backend/af_xdp.rs`); the types here are the
 //! raw layer, for tools and tests that drive sockets and maps directly.
 //! [`baseline::rx_drop`] is the receive-and-drop loop used as a throughput baseline.
 //!
@@ -44,12 +44,12 @@
 //! `sys` (system calls). Every block carries a `SAFETY` comment.
 
 pub mod abi;
-pub(crate) mod backend;
+#[cfg(any(test, feature = "testing"))]
 pub mod baseline;
 pub mod dispatch;
 mod error;
 pub mod program;
-mod sys;
+pub(crate) mod sys;
 pub mod xsk;
 
 pub use dispatch::Dispatcher;
@@ -58,7 +58,7 @@ pub use program::{
     AttachMode, DemuxConfig, DemuxMode, Gates, LrpXdp, ProgramConfig, ProgramCounters,
     SlotCounters, SlotGate, XdpAction,
 };
-pub use sys::{interface_index, interface_mtu, interface_name};
+pub use sys::{interface_index, interface_mac, interface_mtu, interface_name};
 pub use xsk::{
     BindMode, Desc, QueueConfig, SocketConfig, Umem, UmemConfig, XskQueue, XskSocket, XskStats,
 };

@@ -650,13 +650,16 @@ impl LrpXdp {
         absent_ok(self.flows.remove(&RawFlowKey::from(key)), "flows")
     }
 
-    /// Insert or replace a listener entry. `ChannelId(u32::MAX)` as the listener's
-    /// channel means "only a SYN channel": its other traffic takes the default action.
+    /// Insert or replace a listener entry. A listener without a plain channel has only a
+    /// SYN channel: its other traffic takes the default action.
     pub fn insert_listener(&mut self, key: &ListenerKey, l: &Listener) -> Result<(), XdpError> {
-        let slot = slot_of(l.channel);
-        if slot != NO_SLOT {
-            check_slot(slot, self.max_slots)?;
-        }
+        let slot = match l.channel {
+            Some(c) => {
+                check_slot(slot_of(c), self.max_slots)?;
+                slot_of(c)
+            }
+            None => NO_SLOT,
+        };
         let syn_slot = match l.syn_channel {
             Some(c) => {
                 check_slot(slot_of(c), self.max_slots)?;

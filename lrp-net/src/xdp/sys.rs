@@ -56,9 +56,13 @@ pub fn interface_name(ifindex: u32) -> Result<String, XdpError> {
     Ok(name.to_string_lossy().into_owned())
 }
 
-/// The MTU of interface `ifname` (`SIOCGIFMTU`, calling thread's namespace).
-pub fn interface_mtu(ifname: &str) -> Result<u32, XdpError> {
-    let op = "SIOCGIFMTU";
+/// Run interface ioctl `request` (named `op` in errors) on an `ifreq` for `ifname` in
+/// the calling thread's namespace, and return the filled request.
+fn interface_ioctl(
+    ifname: &str,
+    op: &'static str,
+    request: libc::Ioctl,
+) -> Result<libc::ifreq, XdpError> {
     let sock = dgram_socket().map_err(|e| XdpError::os(op, "CAP_NET_ADMIN", e))?;
     // SAFETY: `ifreq` is a plain C struct for which all-zero is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
@@ -69,8 +73,9 @@ pub fn interface_mtu(ifname: &str) -> Result<u32, XdpError> {
     for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
         *d = *s as libc::c_char;
     }
-    // SAFETY: SIOCGIFMTU reads ifr_name and writes ifr_ifru.ifru_mtu of the live `req`.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut req) };
+    // SAFETY: the interface ioctls used here (SIOCGIFMTU, SIOCGIFHWADDR) read ifr_name and
+    // write one member of ifr_ifru of the live `req`.
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), request, &mut req) };
     if rc < 0 {
         let e = io::Error::last_os_error();
         if e.raw_os_error() == Some(libc::ENODEV) {
@@ -78,9 +83,29 @@ pub fn interface_mtu(ifname: &str) -> Result<u32, XdpError> {
         }
         return Err(XdpError::os(op, "CAP_NET_ADMIN", e));
     }
+    Ok(req)
+}
+
+/// The MTU of interface `ifname` (`SIOCGIFMTU`, calling thread's namespace).
+pub fn interface_mtu(ifname: &str) -> Result<u32, XdpError> {
+    let req = interface_ioctl(ifname, "SIOCGIFMTU", libc::SIOCGIFMTU)?;
     // SAFETY: the kernel filled the `ifru_mtu` member of the union.
     let mtu = unsafe { req.ifr_ifru.ifru_mtu };
     Ok(u32::try_from(mtu).unwrap_or(0))
+}
+
+/// The hardware (MAC) address of interface `ifname` (`SIOCGIFHWADDR`, calling thread's
+/// namespace).
+pub fn interface_mac(ifname: &str) -> Result<[u8; 6], XdpError> {
+    let req = interface_ioctl(ifname, "SIOCGIFHWADDR", libc::SIOCGIFHWADDR)?;
+    // SAFETY: the kernel filled the `ifru_hwaddr` member of the union (a sockaddr whose
+    // sa_data starts with the hardware address).
+    let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+    let mut mac = [0u8; 6];
+    for (m, d) in mac.iter_mut().zip(data) {
+        *m = d as u8;
+    }
+    Ok(mac)
 }
 
 fn dgram_socket() -> io::Result<OwnedFd> {

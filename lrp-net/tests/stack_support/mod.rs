@@ -47,7 +47,7 @@ pub(crate) fn stack_on(
     f: impl FnOnce(StackConfig) -> StackConfig,
 ) -> (Stack, SimPeer) {
     let (nic, peer) = Nic::sim(SimConfig::new(nic)).expect("sim NIC");
-    let config = f(StackConfig::new(STACK_IP, 24).mac(build::LOCAL_MAC));
+    let config = f(StackConfig::new(STACK_IP, 24));
     let stack = Stack::new(nic, config).expect("stack");
     (stack, peer)
 }

@@ -17,7 +17,7 @@
 //!
 //! **Fill ring.** It can hold every frame of the pool, and the poll step (and, in
 //! NI-LRP, every 64 frames a channel receives) tops it up to
-//! [`NicConfig::get_fill_ring`] frames (at most half the pool): the kernel runs out of
+//! [`NicConfig::fill_ring`](crate::NicConfig::fill_ring) frames (at most half the pool): the kernel runs out of
 //! posted buffers only when the pool itself is exhausted, so a flooded channel fills its
 //! own ring and drops at its own gate, never empties the fill ring for everybody. The
 //! kernel publishes its fill-ring consumer index lazily (once per batch it has cached),
@@ -45,15 +45,14 @@ use lrp_core::channel::{Gate, GateState};
 use lrp_core::demux::{ChannelId, DefaultAction, Listener, ListenerKey};
 use lrp_core::flow::FlowKey;
 
-use super::abi::NO_SLOT;
-use super::program::{AttachMode, DemuxConfig, DemuxMode, Gates, LrpXdp, ProgramConfig};
-use super::sys::{self, NetNs};
-use super::xsk::{BindMode, QueueConfig, SocketConfig, Umem, XskQueue, XskSocket};
-use super::{Dispatcher, XdpError};
-use crate::backend::{Backend, BackendStats, NiDrops, NiQueue, Readiness, RingCensus, NO_CHANNEL};
+use super::{Backend, BackendConfig, BackendStats, NiDrops, NiQueue, Readiness, RingCensus};
+use crate::config::XdpAttach;
 use crate::error::{Error, Result};
-use crate::nic::{Mode, NicConfig, XdpAttach};
 use crate::pool::{Frame, FramePool};
+use crate::xdp::program::{AttachMode, DemuxConfig, DemuxMode, Gates, LrpXdp, ProgramConfig};
+use crate::xdp::sys::{self, NetNs};
+use crate::xdp::xsk::{BindMode, QueueConfig, SocketConfig, Umem, XskQueue, XskSocket};
+use crate::xdp::{Dispatcher, XdpError};
 
 /// Ring size of the rings a socket has but does not use (the TX socket's RX ring, a
 /// channel socket's TX ring): the kernel wants every socket to have a ring.
@@ -192,7 +191,8 @@ struct Counters {
 /// Everything of one NIC's AF_XDP side; NI queues hold a handle on it.
 struct Shared {
     pool: FramePool,
-    mode: Mode,
+    /// NI-LRP: a socket per channel; otherwise one shared RX socket.
+    per_channel: bool,
     gates: bool,
     fill_target: usize,
     queue_id: u32,
@@ -320,18 +320,15 @@ impl Shared {
     /// The socket slot of channel `id` in the program's maps: its own slot in NI-LRP; in
     /// SOFT-LRP and EAGER any valid slot (the program sends claimed frames to slot 0).
     fn slot(&self, id: ChannelId) -> u32 {
-        match self.mode {
-            Mode::NiLrp => id.0,
-            Mode::SoftLrp | Mode::Eager => 0,
+        if self.per_channel {
+            id.0
+        } else {
+            0
         }
     }
 
     fn channel_for_map(&self, id: ChannelId) -> ChannelId {
-        if id == NO_CHANNEL {
-            ChannelId(NO_SLOT)
-        } else {
-            ChannelId(self.slot(id))
-        }
+        ChannelId(self.slot(id))
     }
 }
 
@@ -362,9 +359,10 @@ fn attach_mode(a: XdpAttach) -> AttachMode {
     }
 }
 
-/// Open queue `config.queue` of `ifname` (see [`Nic::open`](crate::Nic::open)).
-pub(crate) fn open(ifname: &str, config: &NicConfig) -> Result<XdpBackend> {
-    let bytes = u64::from(config.get_frame_size()) * u64::from(config.get_frame_count());
+/// Open queue `config.queue` of `ifname` on the memory of `pool` (see
+/// [`Nic::open`](crate::Nic::open)).
+pub(crate) fn open(ifname: &str, config: &BackendConfig, pool: FramePool) -> Result<XdpBackend> {
+    let bytes = u64::from(pool.frame_size()) * u64::from(pool.frame_count());
     if !bytes.is_multiple_of(sys::page_size() as u64) {
         return Err(Error::InvalidConfig(
             "the frame area must be a whole number of 4 KiB pages: with 2048-byte frames \
@@ -372,53 +370,47 @@ pub(crate) fn open(ifname: &str, config: &NicConfig) -> Result<XdpBackend> {
         ));
     }
     let netns = NetNs::current()?;
-    let ifindex = super::interface_index(ifname)?;
-    let pool = FramePool::new(
-        config.get_frame_count(),
-        config.get_frame_size(),
-        config.get_headroom(),
-    )?;
-    let mode = config.get_mode();
+    let ifindex = crate::xdp::interface_index(ifname)?;
     let qc = QueueConfig {
         bind: BindMode::Auto,
         need_wakeup: true,
         socket: SocketConfig {
             rx_size: UNUSED_RING,
-            tx_size: config.get_tx_ring(),
+            tx_size: config.tx_ring,
         },
     };
-    let (fq, tx) = open_queue(&pool, ifindex, config.get_queue(), &qc)?;
+    let (fq, tx) = open_queue(&pool, ifindex, config.queue, &qc)?;
     let mut program = LrpXdp::load(&ProgramConfig {
-        max_slots: config.get_ni_slots(),
+        max_slots: config.ni_slots,
         ..ProgramConfig::default()
     })?;
-    let rx = match mode {
-        Mode::NiLrp => None,
-        Mode::SoftLrp | Mode::Eager => {
-            let sock = fq.add_socket(&SocketConfig {
-                rx_size: config.get_rx_ring(),
-                tx_size: UNUSED_RING,
-            })?;
-            program.set_socket(0, &sock)?;
-            Some(RxSocket::new(sock)?)
-        }
+    let rx = if config.ni {
+        None
+    } else {
+        let sock = fq.add_socket(&SocketConfig {
+            rx_size: config.rx_ring,
+            tx_size: UNUSED_RING,
+        })?;
+        program.set_socket(0, &sock)?;
+        Some(RxSocket::new(sock)?)
     };
     program.set_config(&DemuxConfig {
-        mode: match mode {
-            Mode::NiLrp => DemuxMode::Ni,
-            Mode::SoftLrp | Mode::Eager => DemuxMode::Soft { slot: 0 },
+        mode: if config.ni {
+            DemuxMode::Ni
+        } else {
+            DemuxMode::Soft { slot: 0 }
         },
-        default: config.get_default_action(),
+        default: config.default_action,
     })?;
     let tx_poll_fd = tx.as_fd().try_clone_to_owned()?;
-    let attached = Attached::get(&netns, ifindex, ifname, attach_mode(config.get_attach()))?;
+    let attached = Attached::get(&netns, ifindex, ifname, attach_mode(config.attach))?;
     let max_slots = program.max_slots();
     let shared = Arc::new(Shared {
         pool,
-        mode,
-        gates: config.get_gate(),
-        fill_target: config.fill_target(),
-        queue_id: config.get_queue(),
+        per_channel: config.ni,
+        gates: config.gates,
+        fill_target: config.fill_target,
+        queue_id: config.queue,
         netns,
         fq: Mutex::new(fq),
         program: Mutex::new(program),
@@ -570,7 +562,7 @@ impl Backend for XdpBackend {
             Some(l) => p.insert_listener(
                 key,
                 &Listener {
-                    channel: s.channel_for_map(l.channel),
+                    channel: l.channel.map(|c| s.channel_for_map(c)),
                     syn_channel: l.syn_channel.map(|c| s.channel_for_map(c)),
                 },
             ),
@@ -701,7 +693,8 @@ impl Backend for XdpBackend {
                 .collect();
             (pc, slots)
         };
-        let slot_sum = |f: fn(&super::SlotCounters) -> u64| slots.iter().map(f).sum::<u64>();
+        let slot_sum =
+            |f: fn(&crate::xdp::program::SlotCounters) -> u64| slots.iter().map(f).sum::<u64>();
         let (redirected, gate_drops, no_socket) = (
             slot_sum(|c| c.redirected),
             slot_sum(|c| c.gate_drops),

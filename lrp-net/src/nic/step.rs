@@ -1,6 +1,9 @@
-//! The software receive paths over one shared RX ring: the SOFT-LRP demux step and the
-//! eager baseline's poll step. Both run inside [`Nic::poll_rx`](crate::Nic::poll_rx),
-//! under the poll-step lock, and charge their time to the NIC's own account. (A step's
+//! The poll step ([`Nic::poll_rx`](crate::Nic::poll_rx)): reclaim transmitted frames,
+//! run the receive path, refill the fill ring. One thread at a time runs it (the
+//! poll-step lock). The receive paths over one shared RX ring are the SOFT-LRP demux step
+//! and the eager baseline's poll step; in NI-LRP the step re-evaluates the gates and
+//! services the rings that feed soft channels. Each charges its time to the NIC's own
+//! account. (A step's
 //! time is taken from the monotonic clock: a step never blocks, so its wall time is its
 //! CPU time unless the thread is preempted in it; the thread CPU clock would cost a system
 //! call per step, more than the step itself at small batches.)
@@ -29,31 +32,79 @@
 //! to it, discarding early (counted on the soft channel) when it is full. The cost is one
 //! classification per frame on those rings, paid only while soft channels exist.
 
+use std::sync::atomic::Ordering;
+use std::sync::{MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
+
 use lrp_core::account::DropReason;
 use lrp_core::demux::{ChannelId, Verdict};
 use lrp_core::eager::{Disposition, EagerPipeline, Fate};
 use lrp_core::flow::{classify, Classification};
 use lrp_core::wire;
-use std::sync::TryLockError;
 
-use crate::backend::NO_CHANNEL;
-use crate::nic::{NicInner, Table};
+use super::state::{NicInner, RxPath, Table};
 use crate::pool::Frame;
-use std::time::Instant;
 
-/// The demux verdict for a classified frame, with a listener entry that has only a SYN
-/// channel resolved to the default action.
-fn lookup(table: &Table, class: &Classification) -> Verdict {
-    match table.demux.lookup(class) {
-        Verdict::Channel(NO_CHANNEL) => table.demux.default_action().verdict(),
-        v => v,
+impl NicInner {
+    /// Run the poll step if no other thread is running it. Returns the frames it took
+    /// from the shared RX ring, or `None` if another thread holds the step.
+    pub(super) fn try_step(&self, budget: usize) -> Option<usize> {
+        match self.step.try_lock() {
+            Ok(mut scratch) => Some(self.step_locked(&mut scratch, budget)),
+            Err(TryLockError::Poisoned(p)) => Some(self.step_locked(&mut p.into_inner(), budget)),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Run the poll step, waiting for another thread running it to finish first.
+    pub(super) fn step(&self, budget: usize) -> usize {
+        let mut scratch: MutexGuard<'_, Vec<Frame>> =
+            self.step.lock().unwrap_or_else(|e| e.into_inner());
+        self.step_locked(&mut scratch, budget)
+    }
+
+    /// Whether a poll step started less than `slice` ago.
+    pub(super) fn stepped_within(&self, slice: Duration) -> bool {
+        let last = self.last_step.load(Ordering::Relaxed);
+        self.now_ns().saturating_sub(last) < slice.as_nanos() as u64
+    }
+
+    fn step_locked(&self, scratch: &mut Vec<Frame>, budget: usize) -> usize {
+        self.last_step.store(self.now_ns(), Ordering::Relaxed);
+        // Frames left over by a step that panicked go back to the pool.
+        scratch.clear();
+        self.backend.reclaim();
+        let n = match &self.path {
+            RxPath::Ni(_) => {
+                let table = self.read_table();
+                let mut watch = false;
+                for ch in table.channels.iter().flatten() {
+                    if let Some(q) = &ch.ni {
+                        watch |= q.observe_gate();
+                    }
+                }
+                self.watch_gates.store(watch, Ordering::Relaxed);
+                drop(table);
+                if budget > 0 && self.soft_channels.load(Ordering::Relaxed) > 0 {
+                    let left = service_ni(self, scratch, budget);
+                    self.soft_left.store(left, Ordering::Relaxed);
+                }
+                0
+            }
+            RxPath::Soft => demux_step(self, scratch, budget),
+            RxPath::Eager(eager) => eager_step(self, eager, scratch, budget),
+        };
+        self.rx_frames.fetch_add(n as u64, Ordering::Relaxed);
+        let full = self.backend.refill();
+        self.starving.store(!full, Ordering::Relaxed);
+        n
     }
 }
 
 /// SOFT-LRP: take up to `budget` frames from the shared RX ring and demultiplex each to
 /// its channel, discarding early when the channel is full. Returns how many frames were
 /// taken.
-pub(crate) fn demux_step(inner: &NicInner, scratch: &mut Vec<Frame>, budget: usize) -> usize {
+fn demux_step(inner: &NicInner, scratch: &mut Vec<Frame>, budget: usize) -> usize {
     let n = inner.backend.rx_burst(budget, scratch);
     if n == 0 {
         return 0;
@@ -66,7 +117,7 @@ pub(crate) fn demux_step(inner: &NicInner, scratch: &mut Vec<Frame>, budget: usi
             let len = frame.len();
             bytes += len as u64;
             let class = classify(&frame);
-            match lookup(&table, &class) {
+            match table.demux.lookup(&class) {
                 Verdict::Channel(id) => match table.channel(id) {
                     Some(ch) => match ch.endpoint.channel().push(frame, len) {
                         Ok(()) => ch.notifier.notify(),
@@ -92,7 +143,7 @@ pub(crate) fn demux_step(inner: &NicInner, scratch: &mut Vec<Frame>, budget: usi
 /// EAGER: move up to `budget` frames from the RX ring into the shared input queue, then
 /// do the protocol work for up to `budget` queued frames and queue them to their
 /// endpoints. Returns how many frames were taken from the RX ring.
-pub(crate) fn eager_step(
+fn eager_step(
     inner: &NicInner,
     eager: &EagerPipeline<Frame>,
     scratch: &mut Vec<Frame>,
@@ -117,7 +168,7 @@ pub(crate) fn eager_step(
         let table = inner.read_table();
         let work = |frame: &mut Frame| {
             let class = classify(frame);
-            let disposition = Disposition::from_verdict(&class, lookup(&table, &class));
+            let disposition = Disposition::from_verdict(&class, table.demux.lookup(&class));
             if let Disposition::Deliver(id) = disposition {
                 if wire::verify(frame, &class).is_err() {
                     return Disposition::Drop(DropReason::BadChecksum);
@@ -155,7 +206,7 @@ fn elapsed_ns(t0: Instant) -> u64 {
 /// belongs to a soft channel (by the facade's exact table), queue it there — or discard it
 /// early, counted on that channel, if it is full — and return `None`; otherwise hand it
 /// back.
-pub(crate) fn divert(table: &Table, from: ChannelId, frame: Frame) -> Option<Frame> {
+pub(super) fn divert(table: &Table, from: ChannelId, frame: Frame) -> Option<Frame> {
     let Classification::Flow { key, .. } = classify(&frame) else {
         return Some(frame);
     };
@@ -184,7 +235,7 @@ pub(crate) fn divert(table: &Table, from: ChannelId, frame: Frame) -> Option<Fra
 /// itself), and only as many frames are taken as the stash has room for, so the owner's
 /// frames are never dropped here. Returns whether some ring still holds frames this step
 /// did not take.
-pub(crate) fn service_ni(inner: &NicInner, scratch: &mut Vec<Frame>, budget: usize) -> bool {
+fn service_ni(inner: &NicInner, scratch: &mut Vec<Frame>, budget: usize) -> bool {
     let t0 = Instant::now();
     let table = inner.read_table();
     let mut left = false;

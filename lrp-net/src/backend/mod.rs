@@ -1,6 +1,11 @@
 //! The seam between the NIC facade ([`Nic`](crate::Nic), [`Channel`](crate::Channel)) and
-//! a NIC backend: the simulated NIC ([`crate::sim`]) and the AF_XDP backend
-//! (`xdp/backend.rs`, behind [`Nic::open`](crate::Nic::open)).
+//! a NIC backend: the simulated NIC ([`crate::sim`], `sim/backend.rs`) and the AF_XDP
+//! backend (`backend/af_xdp.rs`, behind [`Nic::open`](crate::Nic::open)).
+//!
+//! Backends depend on this module, the frame pool and the raw layers below them
+//! ([`crate::xdp`] for AF_XDP), never on the facade: the facade turns its
+//! [`NicConfig`](crate::NicConfig) into a [`BackendConfig`] (sizes and policy already
+//! decided, e.g. the fill target) and hands it over.
 //!
 //! A backend owns the rings between the [`FramePool`] and the NIC and moves chunk
 //! addresses through them; the facade owns the demux table, the endpoints, the LRP
@@ -30,7 +35,7 @@
 //!   queue, its own RX ring, an XSKMAP slot and a gate entry), and the `sync_*` calls
 //!   mirror the facade's demux tables into the NIC (BPF hash maps keyed like
 //!   [`Demux`](lrp_core::demux::Demux)'s tables). A listener entry whose `channel` is
-//!   [`NO_CHANNEL`] has only a SYN channel: its other traffic takes the default action.
+//!   `None` has only a SYN channel: its other traffic takes the default action.
 //!   The facade mirrors its tables in every mode (a backend whose NIC does not
 //!   demultiplex may ignore them; the AF_XDP backend uses them in SOFT-LRP and EAGER too,
 //!   to tell claimed frames from the kernel's). A failed `sync_*` (a full BPF map) fails
@@ -63,13 +68,41 @@ use std::sync::Arc;
 use lrp_core::demux::{ChannelId, DefaultAction, Listener, ListenerKey};
 use lrp_core::flow::FlowKey;
 
+use crate::config::XdpAttach;
 use crate::error::Result;
 use crate::notify::Notifier;
 use crate::pool::{Frame, FramePool};
 
-/// The channel id stored in a listener entry that has only a SYN channel: frames that
-/// are not connection requests take the default action.
-pub(crate) const NO_CHANNEL: ChannelId = ChannelId(u32::MAX);
+pub(crate) mod af_xdp;
+
+/// What a backend needs to know, decided by the facade from its
+/// [`NicConfig`](crate::NicConfig).
+#[derive(Debug, Clone)]
+pub(crate) struct BackendConfig {
+    /// The interface queue.
+    pub(crate) queue: u32,
+    /// NI-LRP: the NIC demultiplexes into per-channel queues ([`Backend::ni_open`]);
+    /// otherwise every claimed frame goes to one shared RX ring.
+    pub(crate) ni: bool,
+    /// Entries of the shared RX ring.
+    pub(crate) rx_ring: u32,
+    /// Entries of the TX ring.
+    pub(crate) tx_ring: u32,
+    /// Entries of the fill ring (simulated NIC; AF_XDP sizes it for the whole pool).
+    pub(crate) fill_ring: u32,
+    /// Entries of the completion ring (simulated NIC; AF_XDP sizes it for the pool).
+    pub(crate) completion_ring: u32,
+    /// Frames to keep posted in the fill ring.
+    pub(crate) fill_target: usize,
+    /// How to attach the XDP program (AF_XDP).
+    pub(crate) attach: XdpAttach,
+    /// The action for frames no rule claims.
+    pub(crate) default_action: DefaultAction,
+    /// NI-LRP: whether channels have gates.
+    pub(crate) gates: bool,
+    /// NI-LRP: channel slots in the NIC.
+    pub(crate) ni_slots: u32,
+}
 
 /// How a waiter learns that a queue became non-empty.
 pub(crate) enum Readiness<'a> {
@@ -96,7 +129,7 @@ pub(crate) struct RingCensus {
 
 /// Counters kept by the NIC backend (the simulated NIC here; for AF_XDP the kernel's
 /// `XDP_STATISTICS` and the XDP program's counter map).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct BackendStats {
     /// Frames that arrived at the NIC.
     pub rx_offered: u64,
@@ -133,6 +166,34 @@ pub struct BackendStats {
     pub tx_bytes: u64,
     /// Frames dropped because the TX ring was full.
     pub tx_ring_full: u64,
+}
+
+impl std::fmt::Display for BackendStats {
+    /// One line: what arrived and where it went, then the drops that happened (zero
+    /// counters left out).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "rx offered {} accepted {}, to kernel {}, tx {} frames {} B",
+            self.rx_offered, self.rx_accepted, self.to_kernel, self.tx_frames, self.tx_bytes
+        )?;
+        let drops = [
+            ("no buffer", self.rx_no_buffer),
+            ("shared ring full", self.rx_ring_full),
+            ("oversized", self.rx_oversized),
+            ("gate", self.gate_drops),
+            ("ni ring full", self.ni_ring_full),
+            ("xdp malformed", self.xdp_drop_malformed),
+            ("xdp unmatched", self.xdp_drop_unmatched),
+            ("to kernel dropped", self.to_kernel_dropped),
+            ("tx ring full", self.tx_ring_full),
+        ];
+        for (i, (name, n)) in drops.iter().filter(|(_, n)| *n > 0).enumerate() {
+            f.write_str(if i == 0 { ", drops: " } else { ", " })?;
+            write!(f, "{name} {n}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Drops of one NI-LRP channel counted by the NIC.
