@@ -8,8 +8,14 @@
 //! request body in chunked transfer coding, `505` for another HTTP version. Every error
 //! response closes the connection.
 //!
-//! The parser is for attacker input: it works on a byte buffer, never panics, bounds the
-//! head length, and reports "incomplete" until the whole head is there.
+//! Request and response heads are parsed by `httparse` (strict: no obsolete line
+//! folding, no spaces around tokens); this module adds what HTTP/1.1 asks of a server
+//! on top: one `Host`, a consistent `Content-Length`, no `Transfer-Encoding` body, the
+//! `Connection` tokens. Input is attacker input: parsing works on a byte buffer, never
+//! panics, bounds the head length ([`MAX_HEAD`]) and the number of header fields, and
+//! reports "incomplete" until the whole head is there. While a head arrives, it is
+//! parsed again only after a read that brought a line end (a head can only be complete
+//! at a `\n`), not after every read.
 //!
 //! The client ([`fetch`]) sends one `GET` and reads a response with `Content-Length`, or
 //! one delimited by the server closing the connection (HTTP/1.0 style).
@@ -89,37 +95,52 @@ impl RequestError {
     }
 }
 
-/// Find the end of a message head: returns the length of the head including the blank
-/// line, for either `\r\n\r\n` or bare `\n\n` line ends.
-fn head_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i < buf.len() {
-        if buf[i] == b'\n' {
-            if buf.get(i + 1) == Some(&b'\n') {
-                return Some(i + 2);
-            }
-            if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
-                return Some(i + 3);
-            }
-        }
-        i += 1;
+/// The most header fields a head may have; more is refused like a head over
+/// [`MAX_HEAD`].
+pub const MAX_HEADERS: usize = 64;
+
+/// Whether a `Connection` header value holds the token `token` (comma-separated,
+/// case-insensitive).
+fn has_connection_token(value: &[u8], token: &str) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// Update a keep-alive decision with a `Connection` header value.
+fn apply_connection(value: &[u8], keep_alive: &mut bool) {
+    if has_connection_token(value, "close") {
+        *keep_alive = false;
+    } else if has_connection_token(value, "keep-alive") {
+        *keep_alive = true;
     }
-    None
 }
 
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+/// A `Content-Length` value: decimal digits only (no sign, no spaces inside, no list),
+/// at most 19 of them so it fits a `u64`.
+fn content_length(value: &[u8]) -> Option<u64> {
+    let value = value.trim_ascii();
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
-/// Split a head into lines without their `\r\n` / `\n` ends.
-fn lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
-    head.split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-}
-
-/// Comma-separated tokens of a `Connection` header value, lowercased.
-fn connection_tokens(value: &str) -> impl Iterator<Item = String> + '_ {
-    value.split(',').map(|t| t.trim().to_ascii_lowercase())
+/// Whether the request line at the start of `buf` (after blank lines) names an
+/// `HTTP/...` version that httparse refused: that is a version we do not support
+/// (505); anything else in that place is a malformed request (400).
+fn names_other_http_version(buf: &[u8]) -> bool {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let line = buf[start..]
+        .split(|&b| b == b'\n')
+        .next()
+        .unwrap_or_default();
+    line.split(|&b| b == b' ')
+        .nth(2)
+        .is_some_and(|v| v.starts_with(b"HTTP/"))
 }
 
 /// Parse a request head from the start of `buf`.
@@ -128,84 +149,52 @@ fn connection_tokens(value: &str) -> impl Iterator<Item = String> + '_ {
 /// it is complete (the body, if any, starts at `head_len`), or the reason for refusing it.
 /// Empty lines before the request line are skipped, as RFC 9112 §2.2 recommends.
 pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, RequestError> {
-    let skipped = buf
-        .iter()
-        .take_while(|&&b| b == b'\r' || b == b'\n')
-        .count();
-    let rest = &buf[skipped..];
-    let Some(end) = head_end(rest) else {
-        return if buf.len() > MAX_HEAD {
-            Err(RequestError::HeadTooLarge)
-        } else {
-            Ok(None)
-        };
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    // A head longer than MAX_HEAD is never complete within its first MAX_HEAD bytes.
+    let used = match req.parse(&buf[..buf.len().min(MAX_HEAD)]) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+            return Err(RequestError::HeadTooLarge)
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(RequestError::HeadTooLarge),
+        Err(httparse::Error::Version) if names_other_http_version(buf) => {
+            return Err(RequestError::BadVersion)
+        }
+        Err(_) => return Err(RequestError::Malformed),
     };
-    if skipped + end > MAX_HEAD {
-        return Err(RequestError::HeadTooLarge);
-    }
-    let head = std::str::from_utf8(&rest[..end]).map_err(|_| RequestError::Malformed)?;
-    let mut it = lines(head.as_bytes());
-    let request_line = it.next().ok_or(RequestError::Malformed)?;
-    // The head was valid UTF-8 and lines split at ASCII bytes, so this cannot fail.
-    let request_line = std::str::from_utf8(request_line).map_err(|_| RequestError::Malformed)?;
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    // A complete parse has all three; httparse accepts only HTTP/1.0 and HTTP/1.1.
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(RequestError::Malformed);
     };
-    if method.is_empty() || !method.bytes().all(is_token_byte) {
+    // httparse admits non-ASCII bytes in the target; this server does not.
+    if !target.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(RequestError::Malformed);
     }
-    if target.is_empty() || !target.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(RequestError::Malformed);
-    }
-    let version = match version {
-        "HTTP/1.1" => Version::Http11,
-        "HTTP/1.0" => Version::Http10,
-        v if v.starts_with("HTTP/") && v.len() == 8 => return Err(RequestError::BadVersion),
-        _ => return Err(RequestError::Malformed),
+    let version = if minor == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
     };
 
     let mut keep_alive = version == Version::Http11;
     let mut body_len: Option<usize> = None;
     let mut host_seen = false;
-    for line in it {
-        if line.is_empty() {
-            continue; // the blank line ending the head
-        }
-        // Obsolete line folding (a continuation line) is refused (RFC 9112 §5.2).
-        if line[0] == b' ' || line[0] == b'\t' {
-            return Err(RequestError::Malformed);
-        }
-        let line = std::str::from_utf8(line).map_err(|_| RequestError::Malformed)?;
-        let (name, value) = line.split_once(':').ok_or(RequestError::Malformed)?;
-        if name.is_empty() || !name.bytes().all(is_token_byte) {
-            return Err(RequestError::Malformed);
-        }
-        let value = value.trim_matches(|c| c == ' ' || c == '\t');
-        if name.eq_ignore_ascii_case("connection") {
-            for token in connection_tokens(value) {
-                match token.as_str() {
-                    "close" => keep_alive = false,
-                    "keep-alive" => keep_alive = true,
-                    _ => {}
-                }
-            }
-        } else if name.eq_ignore_ascii_case("content-length") {
-            if value.is_empty() || value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(RequestError::Malformed);
-            }
-            let n: u64 = value.parse().map_err(|_| RequestError::Malformed)?;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("connection") {
+            apply_connection(h.value, &mut keep_alive);
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            let n = content_length(h.value).ok_or(RequestError::Malformed)?;
             let n = usize::try_from(n).map_err(|_| RequestError::BodyTooLarge)?;
             // Two different Content-Length values are a smuggling attempt.
             if body_len.is_some_and(|prev| prev != n) {
                 return Err(RequestError::Malformed);
             }
             body_len = Some(n);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(RequestError::TransferEncoding);
-        } else if name.eq_ignore_ascii_case("host") {
+        } else if h.name.eq_ignore_ascii_case("host") {
             if host_seen {
                 return Err(RequestError::Malformed);
             }
@@ -227,7 +216,38 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, RequestErro
         keep_alive,
         body_len,
     };
-    Ok(Some((request, skipped + end)))
+    Ok(Some((request, used)))
+}
+
+/// Read from `stream` into `buf` until `parse` finds a complete message head at the
+/// start of `buf`, or refuses it. `parse` runs on what `buf` already holds (pipelined
+/// requests), then only after a read that brought a `\n` (a head is complete only once
+/// its last line end is there) or when `buf` is over [`MAX_HEAD`] (to refuse it), so a
+/// head trickling in over many small reads is not parsed again for every read.
+///
+/// Returns `Ok(None)` when the stream ends before a complete head.
+fn read_head<S: Read, T, E>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    scratch: &mut [u8],
+    parse: impl Fn(&[u8]) -> Result<Option<T>, E>,
+) -> io::Result<Option<Result<T, E>>> {
+    let mut may_be_complete = true;
+    loop {
+        if may_be_complete || buf.len() > MAX_HEAD {
+            match parse(buf) {
+                Ok(None) => {}
+                Ok(Some(head)) => return Ok(Some(Ok(head))),
+                Err(e) => return Ok(Some(Err(e))),
+            }
+        }
+        let n = stream.read(scratch)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        may_be_complete = scratch[..n].contains(&b'\n');
+        buf.extend_from_slice(&scratch[..n]);
+    }
 }
 
 /// What the server answers to a request.
@@ -369,18 +389,10 @@ pub fn serve_connection<S: Read + Write>(
     let mut scratch = [0u8; 4096];
     let mut head = Vec::with_capacity(256);
     loop {
-        let parsed = parse_request(&buf);
-        let (req, used) = match parsed {
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                let n = stream.read(&mut scratch)?;
-                if n == 0 {
-                    return Ok(summary); // client closed (possibly mid-request)
-                }
-                buf.extend_from_slice(&scratch[..n]);
-                continue;
-            }
-            Err(e) => {
+        let (req, used) = match read_head(stream, &mut buf, &mut scratch, parse_request)? {
+            Some(Ok(r)) => r,
+            None => return Ok(summary), // client closed (possibly mid-request)
+            Some(Err(e)) => {
                 let (status, reason) = e.status();
                 let resp = Response {
                     status,
@@ -477,53 +489,41 @@ pub enum ResponseError {
 
 /// Parse a response head from the start of `buf`: `Ok(None)` while incomplete.
 pub fn parse_response_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, ResponseError> {
-    let Some(end) = head_end(buf) else {
-        return if buf.len() > MAX_HEAD {
-            Err(ResponseError::HeadTooLarge)
-        } else {
-            Ok(None)
-        };
-    };
-    if end > MAX_HEAD {
-        return Err(ResponseError::HeadTooLarge);
-    }
-    let head = std::str::from_utf8(&buf[..end]).map_err(|_| ResponseError::Malformed)?;
-    let mut it = head.lines();
-    let status_line = it.next().ok_or(ResponseError::Malformed)?;
-    let mut parts = status_line.splitn(3, ' ');
-    let version = match parts.next() {
-        Some("HTTP/1.1") => Version::Http11,
-        Some("HTTP/1.0") => Version::Http10,
-        _ => return Err(ResponseError::Malformed),
-    };
-    let status = parts.next().ok_or(ResponseError::Malformed)?;
-    if status.len() != 3 || !status.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ResponseError::Malformed);
-    }
-    let status: u16 = status.parse().map_err(|_| ResponseError::Malformed)?;
-    let mut keep_alive = version == Version::Http11;
-    let mut content_length = None;
-    for line in it {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        if line.is_empty() {
-            continue;
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let used = match resp.parse(&buf[..buf.len().min(MAX_HEAD)]) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+            return Err(ResponseError::HeadTooLarge)
         }
-        let (name, value) = line.split_once(':').ok_or(ResponseError::Malformed)?;
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            if value.is_empty() || value.len() > 19 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(ResponseError::HeadTooLarge),
+        Err(_) => return Err(ResponseError::Malformed),
+    };
+    // A complete parse has both; httparse accepts only HTTP/1.0 and HTTP/1.1.
+    let (Some(minor), Some(status)) = (resp.version, resp.code) else {
+        return Err(ResponseError::Malformed);
+    };
+    let version = if minor == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
+    let mut keep_alive = version == Version::Http11;
+    let mut content_length: Option<usize> = None;
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n = self::content_length(h.value)
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or(ResponseError::Malformed)?;
+            // Two different lengths leave the body's end unknown (RFC 9112 §6.3).
+            if content_length.is_some_and(|prev| prev != n) {
                 return Err(ResponseError::Malformed);
             }
-            content_length = Some(value.parse().map_err(|_| ResponseError::Malformed)?);
-        } else if name.eq_ignore_ascii_case("connection") {
-            for token in connection_tokens(value) {
-                match token.as_str() {
-                    "close" => keep_alive = false,
-                    "keep-alive" => keep_alive = true,
-                    _ => {}
-                }
-            }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            content_length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            apply_connection(h.value, &mut keep_alive);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(ResponseError::TransferEncoding);
         }
     }
@@ -537,7 +537,7 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, 
             content_length,
             keep_alive,
         },
-        end,
+        used,
     )))
 }
 
@@ -571,19 +571,14 @@ pub fn fetch<S: Read + Write>(
     stream.flush()?;
     let mut buf = Vec::with_capacity(4096);
     let mut scratch = vec![0u8; 16384];
-    let (head, used) = loop {
-        if let Some(h) = parse_response_head(&buf).map_err(invalid)? {
-            break h;
-        }
-        let n = stream.read(&mut scratch)?;
-        if n == 0 {
-            return Err(io::Error::new(
+    let (head, used) = read_head(stream, &mut buf, &mut scratch, parse_response_head)?
+        .ok_or_else(|| {
+            io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "connection closed before the response head",
-            ));
-        }
-        buf.extend_from_slice(&scratch[..n]);
-    };
+            )
+        })?
+        .map_err(invalid)?;
     let mut body = buf.split_off(used);
     match head.content_length {
         Some(len) => {
@@ -754,6 +749,8 @@ mod tests {
             (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", BadVersion),
             (b"GET / FTP/1.0\r\n\r\n", Malformed),
             (b"GET \xff HTTP/1.0\r\n\r\n", Malformed),
+            (b"GET /caf\xc3\xa9 HTTP/1.0\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.0\r\nContent-Length: +1\r\n\r\n", Malformed),
         ];
         for (input, want) in cases {
             assert_eq!(
@@ -765,6 +762,57 @@ mod tests {
         }
         let long = [b"GET /".as_slice(), &[b'a'; MAX_HEAD], b" HTTP/1.1\r\n"].concat();
         assert_eq!(parse_request(&long), Err(HeadTooLarge));
+    }
+
+    #[test]
+    fn too_many_header_fields_are_refused_like_a_long_head() {
+        let mut req = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 0..MAX_HEADERS {
+            req.extend_from_slice(format!("X-{i}: y\r\n").as_bytes());
+        }
+        req.extend_from_slice(b"\r\n");
+        assert_eq!(parse_request(&req), Err(RequestError::HeadTooLarge));
+        let resp = [
+            b"HTTP/1.1 200 OK\r\n".as_slice(),
+            &b"A: b\r\n".repeat(MAX_HEADERS + 1),
+            b"\r\n",
+        ]
+        .concat();
+        assert_eq!(parse_response_head(&resp), Err(ResponseError::HeadTooLarge));
+    }
+
+    #[test]
+    fn heads_are_parsed_again_only_after_a_line_end() {
+        let input = b"GET /obj/1 HTTP/1.1\r\nHost: a\r\nUser-Agent: slow\r\n\r\nGET /obj/2 HTTP/1.0\r\n\r\n";
+        let calls = std::cell::Cell::new(0);
+        let counting = |b: &[u8]| {
+            calls.set(calls.get() + 1);
+            parse_request(b)
+        };
+        // One byte per read: a parse on the empty buffer, then one per line end.
+        let mut conn = Duplex::new(input, 1);
+        let mut buf = Vec::new();
+        let mut scratch = [0u8; 16];
+        let (req, used) = read_head(&mut conn, &mut buf, &mut scratch, counting)
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.target, "/obj/1");
+        assert_eq!(calls.get(), 5);
+        // A pipelined request already in the buffer is parsed without a read.
+        conn.chunk = 1000;
+        conn.pos = input.len();
+        buf.drain(..used);
+        buf.extend_from_slice(b"GET /obj/2 HTTP/1.0\r\n\r\n");
+        let (req, _) = read_head(&mut conn, &mut buf, &mut scratch, parse_request)
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.target, "/obj/2");
+        // The stream ending first is not an error of the head.
+        let mut conn = Duplex::new(b"GET / HT", 3);
+        let r = read_head(&mut conn, &mut Vec::new(), &mut scratch, parse_request).unwrap();
+        assert_eq!(r, None);
     }
 
     #[test]

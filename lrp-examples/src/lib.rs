@@ -12,12 +12,15 @@
 //! | `http-server` | HTTP/1.0 and 1.1 server on lrp TCP serving generated objects `/obj/<size>` |
 //! | `http-get` | HTTP client on lrp TCP: fetches (and verifies) objects from any server |
 //!
-//! The reusable parts live here, with unit tests: [`http`] (request parsing, routing,
-//! serving a connection, a client), [`object`] (the deterministic object bodies),
-//! [`cli`] (argument parsing), [`net`] (the common network options and opening a stack),
-//! [`report`] (rates and percentiles).
+//! Every binary parses its command line with `clap` (`--help` lists the options; a bad
+//! argument exits with status 2 and clap's message).
+//!
+//! The reusable parts live here, with unit tests: [`http`] (request routing, serving a
+//! connection, a client; message heads are parsed by `httparse`), [`object`] (the
+//! deterministic object bodies), [`net`] (the common network options, a `clap`
+//! argument group every binary flattens, and opening a stack), [`report`] (rates and
+//! percentiles).
 
-pub mod cli;
 pub mod http;
 pub mod net;
 pub mod object;

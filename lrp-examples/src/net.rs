@@ -1,188 +1,145 @@
 //! The network options every example takes, and opening a stack with them: a real
 //! interface with AF_XDP (`--iface`) or the simulated NIC (`--sim`).
+//!
+//! [`NetOpts`] is a `clap` argument group that every binary flattens into its own
+//! command line; the receive path, XDP attach mode and eager driver are parsed as small
+//! local enums and converted into the `lrp_net` types, and addresses are parsed by
+//! `smoltcp::wire` ([`Ipv4Cidr`], [`EthernetAddress`]).
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::str::FromStr;
 
+use clap::{ArgGroup, ValueEnum};
 use lrp_net::sim::{build, SimConfig, SimPeer};
 use lrp_net::stack::{EagerDriver, Stack, StackConfig, UdpSocket};
 use lrp_net::{Mode, Nic, NicConfig, XdpAttach};
+use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 
-use crate::cli::{Args, CliError};
+/// A receive path, as the examples spell it on the command line (`--mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// NI-LRP: the XDP program demultiplexes, each socket has its own ring
+    #[value(alias = "ni-lrp")]
+    Ni,
+    /// SOFT-LRP: one shared ring, demultiplexed lazily by the receiving socket
+    #[value(alias = "soft-lrp")]
+    Soft,
+    /// The eager baseline: every frame processed on arrival
+    Eager,
+}
 
-/// Usage text for the options [`NetOpts::parse`] reads.
-pub const NET_HELP: &str = "\
-Network options:
-  --iface IF          interface to open with AF_XDP (requires root)
-  --sim               use the simulated NIC instead (no root; the example drives the
-                      far end of the wire itself, where it supports that)
-  --ip A.B.C.D/LEN    the stack's address and prefix (default 10.0.0.2/24)
-  --mac XX:XX:..      the stack's MAC (default: the interface's own; with --sim 02:00:00:00:00:02)
-  --gateway A.B.C.D   default gateway
-  --mode ni|soft|eager  receive path: NI-LRP, SOFT-LRP (default) or the eager baseline
-  --eager-driver thread|callers  who runs the eager poll step (default thread)
-  --queue N           interface queue (default 0)
-  --frames N          frames in the UMEM / frame pool (default 8192)
-  --xdp skb|driver    XDP attach mode (default skb)";
-
-/// A receive path, as the examples spell it on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ModeArg(pub Mode);
-
-impl FromStr for ModeArg {
-    type Err = String;
-    fn from_str(s: &str) -> Result<ModeArg, String> {
-        match s {
-            "ni" | "ni-lrp" => Ok(ModeArg(Mode::NiLrp)),
-            "soft" | "soft-lrp" => Ok(ModeArg(Mode::SoftLrp)),
-            "eager" => Ok(ModeArg(Mode::Eager)),
-            _ => Err("expected ni, soft or eager".into()),
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::Ni => Mode::NiLrp,
+            ModeArg::Soft => Mode::SoftLrp,
+            ModeArg::Eager => Mode::Eager,
         }
     }
 }
 
-/// An IPv4 address with a prefix length, `A.B.C.D/LEN`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    /// The address.
-    pub ip: Ipv4Addr,
-    /// The prefix length (1 to 32).
-    pub prefix: u8,
+/// XDP attach mode on the command line (`--xdp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AttachArg {
+    /// Generic (SKB) mode: works on every interface
+    #[value(alias = "generic")]
+    Skb,
+    /// Native (driver) mode
+    #[value(alias = "native")]
+    Driver,
 }
 
-impl FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Cidr, String> {
-        let (ip, prefix) = s.split_once('/').ok_or("expected A.B.C.D/LEN")?;
-        let ip: Ipv4Addr = ip.parse().map_err(|e| format!("{e}"))?;
-        let prefix: u8 = prefix
-            .parse()
-            .map_err(|_| "prefix length is not a number")?;
-        if prefix == 0 || prefix > 32 {
-            return Err("prefix length must be 1 to 32".into());
-        }
-        Ok(Cidr { ip, prefix })
-    }
-}
-
-/// A MAC address, `xx:xx:xx:xx:xx:xx`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Mac(pub [u8; 6]);
-
-impl FromStr for Mac {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Mac, String> {
-        let mut out = [0u8; 6];
-        let mut parts = s.trim().split(':');
-        for b in out.iter_mut() {
-            let p = parts
-                .next()
-                .ok_or("expected six hex bytes separated by ':'")?;
-            if p.is_empty() || p.len() > 2 {
-                return Err("expected six hex bytes separated by ':'".into());
-            }
-            *b = u8::from_str_radix(p, 16).map_err(|_| "not a hex byte")?;
-        }
-        if parts.next().is_some() {
-            return Err("more than six bytes".into());
-        }
-        Ok(Mac(out))
-    }
-}
-
-/// XDP attach mode on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AttachArg(pub XdpAttach);
-
-impl FromStr for AttachArg {
-    type Err = String;
-    fn from_str(s: &str) -> Result<AttachArg, String> {
-        match s {
-            "skb" | "generic" => Ok(AttachArg(XdpAttach::Skb)),
-            "driver" | "native" => Ok(AttachArg(XdpAttach::Driver)),
-            _ => Err("expected skb or driver".into()),
+impl From<AttachArg> for XdpAttach {
+    fn from(a: AttachArg) -> XdpAttach {
+        match a {
+            AttachArg::Skb => XdpAttach::Skb,
+            AttachArg::Driver => XdpAttach::Driver,
         }
     }
 }
 
-/// Who runs the eager poll step, on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DriverArg(pub EagerDriver);
+/// Who runs the eager poll step, on the command line (`--eager-driver`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DriverArg {
+    /// A thread of the stack's own
+    Thread,
+    /// The threads that call into the stack
+    Callers,
+}
 
-impl FromStr for DriverArg {
-    type Err = String;
-    fn from_str(s: &str) -> Result<DriverArg, String> {
-        match s {
-            "thread" => Ok(DriverArg(EagerDriver::Thread)),
-            "callers" => Ok(DriverArg(EagerDriver::Callers)),
-            _ => Err("expected thread or callers".into()),
+impl From<DriverArg> for EagerDriver {
+    fn from(d: DriverArg) -> EagerDriver {
+        match d {
+            DriverArg::Thread => EagerDriver::Thread,
+            DriverArg::Callers => EagerDriver::Callers,
         }
     }
 }
 
-/// The network options of an example.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `A.B.C.D/LEN` with a prefix length of 1 to 32, parsed by smoltcp.
+fn parse_cidr(s: &str) -> Result<Ipv4Cidr, String> {
+    let cidr: Ipv4Cidr = s
+        .parse()
+        .map_err(|()| "expected A.B.C.D/LEN with LEN from 1 to 32".to_string())?;
+    if cidr.prefix_len() == 0 {
+        return Err("prefix length must be 1 to 32".into());
+    }
+    Ok(cidr)
+}
+
+/// `xx:xx:xx:xx:xx:xx` (or with `-`), parsed by smoltcp.
+fn parse_mac(s: &str) -> Result<EthernetAddress, String> {
+    s.trim()
+        .parse()
+        .map_err(|()| "expected six hex bytes, xx:xx:xx:xx:xx:xx".to_string())
+}
+
+/// The network options of an example; binaries `#[command(flatten)]` it. Exactly one of
+/// `--iface` and `--sim` must be given.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+#[command(next_help_heading = "Network options")]
+#[command(group(ArgGroup::new("nic").args(["iface", "sim"]).required(true).multiple(false)))]
 pub struct NetOpts {
-    /// Interface to open with AF_XDP.
+    /// Interface to open with AF_XDP (requires root)
+    #[arg(long, value_name = "IF")]
     pub iface: Option<String>,
-    /// Use the simulated NIC.
+    /// Use the simulated NIC instead (no root; the example drives the far end of the
+    /// wire itself, where it supports that)
+    #[arg(long)]
     pub sim: bool,
-    /// The stack's address.
-    pub cidr: Cidr,
-    /// The stack's MAC, if given.
-    pub mac: Option<[u8; 6]>,
-    /// Default gateway.
+    /// The stack's address and prefix
+    #[arg(long = "ip", value_name = "A.B.C.D/LEN", default_value = "10.0.0.2/24", value_parser = parse_cidr)]
+    pub cidr: Ipv4Cidr,
+    /// The stack's MAC (default: the interface's own; with --sim 02:00:00:00:00:02)
+    #[arg(long, value_name = "XX:XX:XX:XX:XX:XX", value_parser = parse_mac)]
+    pub mac: Option<EthernetAddress>,
+    /// Default gateway
+    #[arg(long, value_name = "A.B.C.D")]
     pub gateway: Option<Ipv4Addr>,
-    /// Receive path.
-    pub mode: Mode,
-    /// Who runs the eager poll step.
-    pub eager_driver: EagerDriver,
-    /// Interface queue.
+    /// Receive path
+    #[arg(long, value_enum, default_value_t = ModeArg::Soft)]
+    pub mode: ModeArg,
+    /// Who runs the eager poll step (with --mode eager)
+    #[arg(long, value_enum, value_name = "WHO", default_value_t = DriverArg::Thread)]
+    pub eager_driver: DriverArg,
+    /// Interface queue
+    #[arg(long, value_name = "N", default_value_t = 0)]
     pub queue: u32,
-    /// Frames in the pool.
+    /// Frames in the UMEM / frame pool
+    #[arg(long, value_name = "N", default_value_t = 8192)]
     pub frames: u32,
-    /// XDP attach mode.
-    pub attach: XdpAttach,
+    /// XDP attach mode
+    #[arg(long = "xdp", value_enum, default_value_t = AttachArg::Skb)]
+    pub attach: AttachArg,
 }
 
 impl NetOpts {
-    /// Read the options documented in [`NET_HELP`]; exactly one of `--iface` and `--sim`
-    /// must be given.
-    pub fn parse(args: &mut Args) -> Result<NetOpts, CliError> {
-        let iface: Option<String> = args.value("iface")?;
-        let sim = args.flag("sim");
-        if iface.is_some() == sim {
-            return Err(CliError::Required("iface (or --sim)".into()));
-        }
-        Ok(NetOpts {
-            iface,
-            sim,
-            cidr: args.value_or(
-                "ip",
-                Cidr {
-                    ip: Ipv4Addr::new(10, 0, 0, 2),
-                    prefix: 24,
-                },
-            )?,
-            mac: args.value::<Mac>("mac")?.map(|m| m.0),
-            gateway: args.value("gateway")?,
-            mode: args.value_or("mode", ModeArg(Mode::SoftLrp))?.0,
-            eager_driver: args
-                .value_or("eager-driver", DriverArg(EagerDriver::Thread))?
-                .0,
-            queue: args.value_or("queue", 0)?,
-            frames: args.value_or("frames", 8192)?,
-            attach: args.value_or("xdp", AttachArg(XdpAttach::Skb))?.0,
-        })
-    }
-
     /// The NIC configuration these options ask for.
     pub fn nic_config(&self) -> NicConfig {
         NicConfig::default()
             .queue(self.queue)
             .frame_count(self.frames)
-            .mode(self.mode)
-            .attach(self.attach)
+            .mode(self.mode.into())
+            .attach(self.attach.into())
     }
 
     /// Open the NIC and a stack on it. With `--sim` the simulated wire's far end is
@@ -200,11 +157,12 @@ impl NetOpts {
         };
         let mac = self
             .mac
+            .map(|m| m.0)
             .or(default_mac)
             .ok_or("cannot read the interface's MAC address: give --mac")?;
-        let mut config = StackConfig::new(self.cidr.ip, self.cidr.prefix)
+        let mut config = StackConfig::new(self.cidr.address(), self.cidr.prefix_len())
             .mac(mac)
-            .eager_driver(self.eager_driver);
+            .eager_driver(self.eager_driver.into());
         if let Some(gw) = self.gateway {
             config = config.gateway(gw);
         }
@@ -234,22 +192,44 @@ pub fn interface_mac(ifname: &str) -> Result<[u8; 6], String> {
     }
     let path = format!("/sys/class/net/{ifname}/address");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
-    text.parse::<Mac>()
+    parse_mac(&text)
         .map(|m| m.0)
         .map_err(|e| format!("{path}: {e}"))
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::error::ErrorKind;
+    use clap::{CommandFactory, Parser};
+
     use super::*;
 
-    fn args(v: &[&str]) -> Args {
-        Args::new("t".into(), v.iter().map(|s| s.to_string()).collect())
+    /// A command line made of the network options alone.
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        net: NetOpts,
+    }
+
+    fn parse(v: &[&str]) -> Result<NetOpts, clap::Error> {
+        Cli::try_parse_from(std::iter::once("t").chain(v.iter().copied())).map(|c| c.net)
+    }
+
+    fn kind(v: &[&str]) -> ErrorKind {
+        parse(v).unwrap_err().kind()
+    }
+
+    #[test]
+    fn help_renders() {
+        Cli::command().debug_assert();
+        let help = Cli::command().render_help().to_string();
+        assert!(help.contains("Network options"), "{help}");
+        assert!(help.contains("--eager-driver"), "{help}");
     }
 
     #[test]
     fn parses_every_option() {
-        let mut a = args(&[
+        let o = parse(&[
             "--iface",
             "veth0",
             "--ip",
@@ -264,56 +244,102 @@ mod tests {
             "callers",
             "--queue",
             "1",
-            "--frames",
-            "1024",
+            "--frames=1024",
             "--xdp",
             "driver",
-        ]);
-        let o = NetOpts::parse(&mut a).unwrap();
-        a.finish().unwrap();
+        ])
+        .unwrap();
         assert_eq!(o.iface.as_deref(), Some("veth0"));
         assert!(!o.sim);
+        assert_eq!(o.cidr.address(), Ipv4Addr::new(192, 168, 7, 2));
+        assert_eq!(o.cidr.prefix_len(), 16);
         assert_eq!(
-            o.cidr,
-            Cidr {
-                ip: Ipv4Addr::new(192, 168, 7, 2),
-                prefix: 16
-            }
+            o.mac,
+            Some(EthernetAddress([0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x0e]))
         );
-        assert_eq!(o.mac, Some([0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x0e]));
         assert_eq!(o.gateway, Some(Ipv4Addr::new(192, 168, 0, 1)));
-        assert_eq!(o.mode, Mode::Eager);
-        assert_eq!(o.eager_driver, EagerDriver::Callers);
+        assert_eq!(Mode::from(o.mode), Mode::Eager);
+        assert_eq!(EagerDriver::from(o.eager_driver), EagerDriver::Callers);
         assert_eq!((o.queue, o.frames), (1, 1024));
-        assert_eq!(o.attach, XdpAttach::Driver);
+        assert_eq!(XdpAttach::from(o.attach), XdpAttach::Driver);
+        let c = o.nic_config();
+        assert_eq!(
+            c,
+            NicConfig::default()
+                .queue(1)
+                .frame_count(1024)
+                .mode(Mode::Eager)
+                .attach(XdpAttach::Driver)
+        );
+    }
+
+    #[test]
+    fn long_names_of_modes_and_attach_modes_are_accepted() {
+        let o = parse(&["--sim", "--mode", "ni-lrp", "--xdp", "native"]).unwrap();
+        assert_eq!(Mode::from(o.mode), Mode::NiLrp);
+        assert_eq!(XdpAttach::from(o.attach), XdpAttach::Driver);
+        let o = parse(&["--sim", "--mode", "soft-lrp", "--xdp", "generic"]).unwrap();
+        assert_eq!(Mode::from(o.mode), Mode::SoftLrp);
+        assert_eq!(XdpAttach::from(o.attach), XdpAttach::Skb);
     }
 
     #[test]
     fn needs_exactly_one_of_iface_and_sim() {
-        assert!(NetOpts::parse(&mut args(&[])).is_err());
-        assert!(NetOpts::parse(&mut args(&["--sim", "--iface", "x"])).is_err());
-        let o = NetOpts::parse(&mut args(&["--sim"])).unwrap();
-        assert_eq!(o.mode, Mode::SoftLrp);
-        assert_eq!(o.cidr.prefix, 24);
+        assert_eq!(kind(&[]), ErrorKind::MissingRequiredArgument);
+        assert_eq!(
+            kind(&["--sim", "--iface", "x"]),
+            ErrorKind::ArgumentConflict
+        );
+        let o = parse(&["--sim"]).unwrap();
+        assert_eq!(Mode::from(o.mode), Mode::SoftLrp);
+        assert_eq!(o.cidr.address(), Ipv4Addr::new(10, 0, 0, 2));
+        assert_eq!(o.cidr.prefix_len(), 24);
+        assert_eq!(o.mac, None);
+        assert_eq!((o.queue, o.frames), (0, 8192));
     }
 
     #[test]
     fn rejects_bad_values() {
-        assert!("10.0.0.1".parse::<Cidr>().is_err());
-        assert!("10.0.0.1/0".parse::<Cidr>().is_err());
-        assert!("10.0.0.1/33".parse::<Cidr>().is_err());
-        assert!("10.0.0/24".parse::<Cidr>().is_err());
-        assert!("02:00:00:00:00".parse::<Mac>().is_err());
-        assert!("02:00:00:00:00:00:00".parse::<Mac>().is_err());
-        assert!("02:00:00:00:00:zz".parse::<Mac>().is_err());
-        assert!("02:00:00:00:00:123".parse::<Mac>().is_err());
-        assert!("lazy".parse::<ModeArg>().is_err());
-        assert!(NetOpts::parse(&mut args(&["--sim", "--mode", "fast"])).is_err());
+        for bad in ["10.0.0.1", "10.0.0.1/0", "10.0.0.1/33", "10.0.0/24"] {
+            assert_eq!(
+                kind(&["--sim", "--ip", bad]),
+                ErrorKind::ValueValidation,
+                "{bad}"
+            );
+        }
+        for bad in [
+            "02:00:00:00:00",
+            "02:00:00:00:00:00:00",
+            "02:00:00:00:00:zz",
+            "02:00:00:00:00:123",
+        ] {
+            assert_eq!(
+                kind(&["--sim", "--mac", bad]),
+                ErrorKind::ValueValidation,
+                "{bad}"
+            );
+        }
+        assert_eq!(kind(&["--sim", "--mode", "fast"]), ErrorKind::InvalidValue);
+        assert_eq!(kind(&["--sim", "--xdp", "hw"]), ErrorKind::InvalidValue);
+        assert_eq!(
+            kind(&["--sim", "--eager-driver", "x"]),
+            ErrorKind::InvalidValue
+        );
+        assert_eq!(
+            kind(&["--sim", "--queue", "4294967296"]),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(
+            kind(&["--sim", "--gateway", "10.0.0"]),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(kind(&["--sim", "--mac"]), ErrorKind::InvalidValue);
+        assert_eq!(kind(&["--sim", "--bogus"]), ErrorKind::UnknownArgument);
     }
 
     #[test]
     fn sim_opens_a_stack() {
-        let o = NetOpts::parse(&mut args(&["--sim", "--frames", "512"])).unwrap();
+        let o = parse(&["--sim", "--frames", "512"]).unwrap();
         let (stack, peer) = o.open().unwrap();
         assert!(peer.is_some());
         assert_eq!(stack.ip(), Ipv4Addr::new(10, 0, 0, 2));

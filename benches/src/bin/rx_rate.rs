@@ -10,6 +10,7 @@
 //!   --attach MODE   skb | driver (default skb)
 //!   --no-pin        do not pin (see below)
 //!   --only NAME     run one variant (raw, raw-spin, ni-lrp, soft-lrp, eager)
+//!   --help          the options (parsed with clap; a bad argument exits with status 2)
 //!
 //! RX_RATE_DEBUG=1   also print each NIC's census and backend counters after its run
 //! ```
@@ -51,6 +52,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use lrp_core::demux::{ChannelId, Listener, ListenerKey};
 use lrp_core::flow::Proto;
 use lrp_net::pool::FramePool;
@@ -92,6 +94,132 @@ impl Variant {
             Variant::Nic(Mode::NiLrp) => "ni-lrp",
             Variant::Nic(Mode::SoftLrp) => "soft-lrp",
             Variant::Nic(Mode::Eager) => "eager",
+        }
+    }
+}
+
+/// A variant on the command line (`--only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum VariantArg {
+    /// rx_drop, sleeping in poll when the ring is empty
+    Raw,
+    /// rx_drop spinning on the ring
+    RawSpin,
+    /// Nic in NI-LRP mode
+    NiLrp,
+    /// Nic in SOFT-LRP mode
+    SoftLrp,
+    /// Nic in eager mode
+    Eager,
+}
+
+impl From<VariantArg> for Variant {
+    fn from(v: VariantArg) -> Variant {
+        match v {
+            VariantArg::Raw => Variant::Raw,
+            VariantArg::RawSpin => Variant::RawSpin,
+            VariantArg::NiLrp => Variant::Nic(Mode::NiLrp),
+            VariantArg::SoftLrp => Variant::Nic(Mode::SoftLrp),
+            VariantArg::Eager => Variant::Nic(Mode::Eager),
+        }
+    }
+}
+
+/// XDP attach mode on the command line (`--attach`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AttachArg {
+    /// Generic (SKB) mode
+    Skb,
+    /// Native (driver) mode
+    Driver,
+}
+
+impl From<AttachArg> for XdpAttach {
+    fn from(a: AttachArg) -> XdpAttach {
+        match a {
+            AttachArg::Skb => XdpAttach::Skb,
+            AttachArg::Driver => XdpAttach::Driver,
+        }
+    }
+}
+
+/// A duration in seconds, finite and above zero.
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        Ok(_) => Err("must be a number of seconds above 0".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Receive throughput of one channel on a veth pair: NI-LRP, SOFT-LRP and EAGER against
+/// a raw AF_XDP receive-and-drop loop. Needs root and 2 CPUs (or --no-pin).
+///
+/// Writes every run to RESULTS_DIR/rx_rate.csv and prints a table of medians.
+/// RX_RATE_DEBUG=1 also prints each NIC's census and backend counters after its run.
+#[derive(Debug, Parser)]
+#[command(name = "rx_rate", version, subcommand_negates_reqs = true)]
+struct Cli {
+    /// Directory for the CSV (created if missing)
+    #[arg(value_name = "RESULTS_DIR", required = true)]
+    dir: Option<PathBuf>,
+    /// Repetitions of every variant, interleaved
+    #[arg(long, value_name = "N", default_value_t = 5,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    reps: usize,
+    /// Flood duration per run, in seconds
+    #[arg(long, value_name = "S", default_value_t = 2.0, value_parser = positive_seconds)]
+    seconds: f64,
+    /// Kernel UDP sender processes in the peer namespace
+    #[arg(long, value_name = "K", default_value_t = 2,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    senders: u16,
+    /// XDP attach mode
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = AttachArg::Skb)]
+    attach: AttachArg,
+    /// Do not pin the receiver to CPU 1 and the senders to CPU 0
+    #[arg(long)]
+    no_pin: bool,
+    /// Run one variant only
+    #[arg(long, value_enum, value_name = "NAME")]
+    only: Option<VariantArg>,
+    #[command(subcommand)]
+    internal: Option<Internal>,
+}
+
+/// Modes the run starts itself in; not for users.
+#[derive(Debug, Subcommand)]
+enum Internal {
+    /// One sender process, started by the run in the peer namespace: rx_rate --send DST
+    /// BIND SECONDS
+    #[command(name = "internal-send", long_flag = "send", hide = true)]
+    Send(SendArgs),
+}
+
+/// The arguments of `--send`.
+#[derive(Debug, Args)]
+struct SendArgs {
+    /// Where to send
+    #[arg(value_name = "DST")]
+    dst: SocketAddr,
+    /// The sending socket's address
+    #[arg(value_name = "BIND")]
+    bind: SocketAddr,
+    /// How long to send
+    #[arg(value_name = "SECONDS", value_parser = positive_seconds)]
+    seconds: f64,
+}
+
+impl Cli {
+    /// The run's options (for the measuring mode, not `--send`).
+    fn options(&self) -> Options {
+        Options {
+            reps: self.reps,
+            seconds: self.seconds,
+            senders: self.senders,
+            attach: self.attach.into(),
+            pin: !self.no_pin,
+            only: self.only.map(Variant::from),
         }
     }
 }
@@ -163,48 +291,6 @@ fn thread_cpu() -> Duration {
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .map_or(Duration::ZERO, Duration::from_nanos)
-}
-
-fn usage() -> ExitCode {
-    eprintln!(
-        "usage: rx_rate RESULTS_DIR [--reps N] [--seconds S] [--senders K] [--attach skb|driver]"
-    );
-    ExitCode::from(2)
-}
-
-fn parse() -> Option<(PathBuf, Options)> {
-    let mut args = std::env::args().skip(1);
-    let mut dir = None;
-    let mut o = Options {
-        reps: 5,
-        seconds: 2.0,
-        senders: 2,
-        attach: XdpAttach::Skb,
-        pin: true,
-        only: None,
-    };
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--reps" => o.reps = args.next()?.parse().ok().filter(|&n| n > 0)?,
-            "--seconds" => o.seconds = args.next()?.parse().ok().filter(|&s: &f64| s > 0.0)?,
-            "--senders" => o.senders = args.next()?.parse().ok().filter(|&n| n > 0)?,
-            "--no-pin" => o.pin = false,
-            "--only" => {
-                let name = args.next()?;
-                o.only = Some(Variant::ALL.into_iter().find(|v| v.name() == name)?);
-            }
-            "--attach" => {
-                o.attach = match args.next()?.as_str() {
-                    "skb" => XdpAttach::Skb,
-                    "driver" => XdpAttach::Driver,
-                    _ => return None,
-                }
-            }
-            _ if dir.is_none() && !a.starts_with("--") => dir = Some(PathBuf::from(a)),
-            _ => return None,
-        }
-    }
-    Some((dir?, o))
 }
 
 /// A flood of datagrams to `dst` from `bind` for `seconds`, as fast as it goes.
@@ -296,18 +382,8 @@ fn join_senders(senders: Senders) -> Result<(u64, Duration), String> {
 }
 
 /// `--send DST BIND SECONDS`: one sender process (started in the peer namespace).
-fn sender_main(args: &[String]) -> ExitCode {
-    let parsed = (|| {
-        let dst: SocketAddr = args.first()?.parse().ok()?;
-        let bind: SocketAddr = args.get(1)?.parse().ok()?;
-        let seconds: f64 = args.get(2)?.parse().ok()?;
-        Some(udp_flood(dst, bind, seconds))
-    })();
-    let Some(flood) = parsed else {
-        eprintln!("usage: rx_rate --send DST BIND SECONDS");
-        return ExitCode::from(2);
-    };
-    match flood.run() {
+fn sender_main(args: &SendArgs) -> ExitCode {
+    match udp_flood(args.dst, args.bind, args.seconds).run() {
         Ok(r) => {
             println!("sent {} {}", r.sent, r.elapsed.as_nanos());
             ExitCode::SUCCESS
@@ -500,12 +576,15 @@ fn median(xs: &mut [f64]) -> f64 {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--send") {
-        return sender_main(&args[1..]);
+    let cli = Cli::parse();
+    if let Some(Internal::Send(args)) = &cli.internal {
+        return sender_main(args);
     }
-    let Some((dir, o)) = parse() else {
-        return usage();
+    let o = cli.options();
+    // clap requires RESULTS_DIR unless `--send` was given.
+    let Some(dir) = cli.dir else {
+        eprintln!("rx_rate: RESULTS_DIR is required");
+        return ExitCode::from(2);
     };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if o.pin && std::env::var_os(PINNED_ENV).is_none() {
@@ -657,4 +736,101 @@ fn main() -> ExitCode {
     }
     println!("\nCSV: {}", path.display());
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("rx_rate").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn help_renders_without_the_internal_sender() {
+        Cli::command().debug_assert();
+        let help = Cli::command().render_long_help().to_string();
+        for option in [
+            "RESULTS_DIR",
+            "--reps",
+            "--seconds",
+            "--senders",
+            "--attach",
+            "--no-pin",
+            "--only",
+        ] {
+            assert!(help.contains(option), "{option} missing from:\n{help}");
+        }
+        assert!(!help.contains("--send "), "{help}");
+    }
+
+    #[test]
+    fn options_and_defaults() {
+        let c = parse(&["results/rx_rate"]).unwrap();
+        assert_eq!(c.dir, Some(PathBuf::from("results/rx_rate")));
+        assert!(c.internal.is_none());
+        let o = c.options();
+        assert_eq!((o.reps, o.seconds, o.senders), (5, 2.0, 2));
+        assert_eq!((o.attach, o.pin, o.only), (XdpAttach::Skb, true, None));
+        let o = parse(&[
+            "--reps",
+            "1",
+            "--seconds",
+            "0.5",
+            "--senders",
+            "3",
+            "--attach",
+            "driver",
+            "--no-pin",
+            "--only",
+            "raw-spin",
+            "out",
+        ])
+        .unwrap()
+        .options();
+        assert_eq!((o.reps, o.seconds, o.senders), (1, 0.5, 3));
+        assert_eq!((o.attach, o.pin), (XdpAttach::Driver, false));
+        assert_eq!(o.only, Some(Variant::RawSpin));
+        for v in Variant::ALL {
+            let o = parse(&["out", "--only", v.name()]).unwrap().options();
+            assert_eq!(o.only, Some(v));
+        }
+    }
+
+    #[test]
+    fn the_sender_sub_mode_is_parsed_by_clap() {
+        // Exactly what `flood` starts in the peer namespace.
+        let c = parse(&["--send", "10.0.0.2:9000", "10.0.0.1:40000", "2"]).unwrap();
+        let Some(Internal::Send(a)) = c.internal else {
+            panic!("not the sender: {c:?}");
+        };
+        assert_eq!(a.dst, "10.0.0.2:9000".parse().unwrap());
+        assert_eq!(a.bind, "10.0.0.1:40000".parse().unwrap());
+        assert_eq!(a.seconds, 2.0);
+        let e = parse(&["--send", "10.0.0.2:9000", "nowhere", "2"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ValueValidation);
+        let e = parse(&["--send", "10.0.0.2:9000", "10.0.0.1:1"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn bad_arguments_are_clap_errors_with_status_2() {
+        for (args, kind) in [
+            (&["out", "--only", "bogus"][..], ErrorKind::InvalidValue),
+            (&["out", "--attach", "hw"], ErrorKind::InvalidValue),
+            (&["out", "--reps", "0"], ErrorKind::ValueValidation),
+            (&["out", "--seconds", "0"], ErrorKind::ValueValidation),
+            (&["out", "--seconds", "inf"], ErrorKind::ValueValidation),
+            (&["out", "--senders", "0"], ErrorKind::ValueValidation),
+            (&[][..], ErrorKind::MissingRequiredArgument),
+            (&["out", "more"], ErrorKind::UnknownArgument),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.kind(), kind, "{args:?}: {e}");
+            assert_eq!(e.exit_code(), 2);
+        }
+    }
 }

@@ -8,32 +8,47 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lrp_examples::cli::{or_exit, Args};
-use lrp_examples::net::{NetOpts, NET_HELP};
+use clap::Parser;
+use lrp_examples::net::NetOpts;
 use lrp_examples::report::rate_line;
 use lrp_net::sim::build;
 
-const USAGE: &str = "\
-blast-sink: receive and discard a UDP flood, print per-second statistics
-
-Usage: blast-sink (--iface IF | --sim) [--port N] [--capacity N] [--seconds S] [options]
-
-  --port N       UDP port (default 9000)
-  --capacity N   the socket's channel capacity in frames (default 1024)
-  --seconds S    stop after S seconds (default 0: run until killed)
-  --rate R       with --sim: frames per second the built-in generator offers (default 0: flat out)
-  --size B       with --sim: UDP payload bytes per frame (default 64)
-";
+/// Receive and discard a UDP flood, print per-second statistics.
+///
+/// Prints packets and bits received, early discards (before any protocol work), late
+/// drops (after it, eager mode) and the CPU time charged to the socket. With --sim, a
+/// generator thread floods the simulated wire at --rate frames per second.
+#[derive(Debug, Parser)]
+#[command(name = "blast-sink", version)]
+struct Cli {
+    /// UDP port
+    #[arg(long, value_name = "N", default_value_t = 9000)]
+    port: u16,
+    /// The socket's channel capacity in frames
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    capacity: usize,
+    /// Stop after S seconds (0: run until killed)
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seconds: u64,
+    /// With --sim: frames per second the built-in generator offers (0: flat out)
+    #[arg(long, value_name = "R", default_value_t = 0)]
+    rate: u64,
+    /// With --sim: UDP payload bytes per frame
+    #[arg(long, value_name = "B", default_value_t = 64)]
+    size: usize,
+    #[command(flatten)]
+    net: NetOpts,
+}
 
 fn main() {
-    let mut args = Args::from_env(&format!("{USAGE}\n{NET_HELP}"));
-    let opts = or_exit(NetOpts::parse(&mut args));
-    let port: u16 = or_exit(args.value_or("port", 9000));
-    let capacity: usize = or_exit(args.value_or("capacity", 1024));
-    let seconds: u64 = or_exit(args.value_or("seconds", 0));
-    let rate: u64 = or_exit(args.value_or("rate", 0));
-    let size: usize = or_exit(args.value_or("size", 64));
-    or_exit(args.finish());
+    let Cli {
+        port,
+        capacity,
+        seconds,
+        rate,
+        size,
+        net: opts,
+    } = Cli::parse();
 
     let (stack, peer, sock, local) = opts.open_udp(port, capacity).unwrap_or_else(|e| fail(&e));
     sock.set_read_timeout(Some(Duration::from_millis(100)))
@@ -112,4 +127,79 @@ fn main() {
 fn fail(msg: &str) -> ! {
     eprintln!("blast-sink: {msg}");
     std::process::exit(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("blast-sink").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn help_renders() {
+        Cli::command().debug_assert();
+        let help = Cli::command().render_long_help().to_string();
+        for option in [
+            "--port",
+            "--capacity",
+            "--seconds",
+            "--rate",
+            "--size",
+            "--iface",
+            "--sim",
+            "--mode",
+        ] {
+            assert!(help.contains(option), "{option} missing from:\n{help}");
+        }
+        let e = parse(&["--help"]).unwrap_err();
+        assert_eq!((e.kind(), e.exit_code()), (ErrorKind::DisplayHelp, 0));
+    }
+
+    #[test]
+    fn bad_arguments_are_clap_errors_with_status_2() {
+        for (args, kind) in [
+            (&["--sim", "--mode", "bogus"][..], ErrorKind::InvalidValue),
+            (
+                &["--iface", "veth0", "--mode", "bogus"],
+                ErrorKind::InvalidValue,
+            ),
+            (&["--sim", "--rate", "fast"], ErrorKind::ValueValidation),
+            (&["--sim", "--size", "big"], ErrorKind::ValueValidation),
+            (&[][..], ErrorKind::MissingRequiredArgument),
+            (&["--sim", "--iface", "veth0"], ErrorKind::ArgumentConflict),
+            (
+                &["--iface", "veth0", "--frobnicate"],
+                ErrorKind::UnknownArgument,
+            ),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.kind(), kind, "{args:?}: {e}");
+            assert_eq!(e.exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn options_and_defaults() {
+        let c = parse(&["--sim"]).unwrap();
+        assert_eq!(
+            (c.port, c.capacity, c.seconds, c.rate, c.size),
+            (9000, 1024, 0, 0, 64)
+        );
+        let c = parse(&[
+            "--sim",
+            "--rate",
+            "1000",
+            "--size",
+            "1400",
+            "--seconds",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!((c.rate, c.size, c.seconds), (1000, 1400, 3));
+    }
 }

@@ -6,40 +6,73 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lrp_examples::cli::{or_exit, Args};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 use lrp_examples::http::fetch;
-use lrp_examples::net::{NetOpts, NET_HELP};
+use lrp_examples::net::NetOpts;
 use lrp_examples::object;
 use lrp_net::stack::TcpStream;
 
-const USAGE: &str = "\
-http-get: fetch over HTTP/1.1 with lrp TCP
+/// Fetch over HTTP/1.1 with lrp TCP.
+///
+/// Fetches a path --count times, each on a new connection or all on one (--keep-alive),
+/// and checks the status; --verify-object checks bodies of lrp's `/obj/<size>` byte for
+/// byte, --expect-size the length of any body. Needs --iface (the server must be a real
+/// TCP peer).
+#[derive(Debug, Parser)]
+#[command(name = "http-get", version)]
+struct Cli {
+    /// The server
+    #[arg(long, value_name = "A.B.C.D:P")]
+    server: SocketAddr,
+    /// The path
+    #[arg(long, value_name = "P", default_value = "/")]
+    path: String,
+    /// Requests
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    count: u32,
+    /// All requests on one connection (default: one connection each)
+    #[arg(long)]
+    keep_alive: bool,
+    /// Verify the body as lrp's generated object (`/obj/<size>`)
+    #[arg(long)]
+    verify_object: bool,
+    /// Fail unless every body has B bytes
+    #[arg(long = "expect-size", value_name = "B")]
+    expect: Option<usize>,
+    /// Per-request timeout in milliseconds
+    #[arg(long = "timeout-ms", value_name = "T", default_value_t = 5000)]
+    timeout: u64,
+    #[command(flatten)]
+    net: NetOpts,
+}
 
-Usage: http-get --iface IF --server A.B.C.D:P [--path /obj/1k] [--count N] [options]
-
-  --server A:P      the server
-  --path P          the path (default /)
-  --count N         requests (default 1)
-  --keep-alive      all requests on one connection (default: one connection each)
-  --verify-object   verify the body as lrp's generated object (/obj/<size>)
-  --expect-size B   fail unless every body has B bytes
-  --timeout-ms T    per-request timeout (default 5000)
-";
+impl Cli {
+    /// What clap cannot say declaratively: `--sim` has no TCP server to fetch from.
+    fn check(&self) -> Result<(), clap::Error> {
+        if self.net.sim {
+            return Err(Cli::command().error(
+                ErrorKind::ArgumentConflict,
+                "--sim is not supported: the server must be a real TCP peer; use --iface",
+            ));
+        }
+        Ok(())
+    }
+}
 
 fn main() {
-    let mut args = Args::from_env(&format!("{USAGE}\n{NET_HELP}"));
-    let opts = or_exit(NetOpts::parse(&mut args));
-    let server: SocketAddr = or_exit(args.required("server"));
-    let path: String = or_exit(args.value_or("path", String::from("/")));
-    let count: u32 = or_exit(args.value_or("count", 1));
-    let keep_alive = args.flag("keep-alive");
-    let verify_object = args.flag("verify-object");
-    let expect: Option<usize> = or_exit(args.value("expect-size"));
-    let timeout: u64 = or_exit(args.value_or("timeout-ms", 5000));
-    or_exit(args.finish());
-    if opts.sim {
-        fail("--sim is not supported: the server must be a real TCP peer; use --iface");
-    }
+    let cli = Cli::parse();
+    cli.check().unwrap_or_else(|e| e.exit());
+    let Cli {
+        server,
+        path,
+        count,
+        keep_alive,
+        verify_object,
+        expect,
+        timeout,
+        net: opts,
+    } = cli;
     let timeout = Duration::from_millis(timeout.max(1));
 
     let (stack, _) = opts.open().unwrap_or_else(|e| fail(&e));
@@ -104,4 +137,130 @@ fn main() {
 fn fail(msg: &str) -> ! {
     eprintln!("http-get: {msg}");
     std::process::exit(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("http-get").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn help_renders() {
+        Cli::command().debug_assert();
+        let help = Cli::command().render_long_help().to_string();
+        for option in [
+            "--server",
+            "--path",
+            "--count",
+            "--keep-alive",
+            "--verify-object",
+            "--expect-size",
+            "--timeout-ms",
+            "--iface",
+            "--sim",
+            "--mode",
+        ] {
+            assert!(help.contains(option), "{option} missing from:\n{help}");
+        }
+        let e = parse(&["--help"]).unwrap_err();
+        assert_eq!((e.kind(), e.exit_code()), (ErrorKind::DisplayHelp, 0));
+    }
+
+    #[test]
+    fn bad_arguments_are_clap_errors_with_status_2() {
+        for (args, kind) in [
+            (&["--sim", "--mode", "bogus"][..], ErrorKind::InvalidValue),
+            (
+                &[
+                    "--server",
+                    "10.0.0.1:80",
+                    "--iface",
+                    "veth0",
+                    "--mode",
+                    "bogus",
+                ],
+                ErrorKind::InvalidValue,
+            ),
+            (
+                &["--iface", "veth0", "--server", "nowhere"],
+                ErrorKind::ValueValidation,
+            ),
+            (&["--iface", "veth0"], ErrorKind::MissingRequiredArgument),
+            (
+                &["--server", "10.0.0.1:80"],
+                ErrorKind::MissingRequiredArgument,
+            ),
+            (
+                &["--server", "10.0.0.1:80", "--sim", "--iface", "veth0"],
+                ErrorKind::ArgumentConflict,
+            ),
+            (
+                &[
+                    "--server",
+                    "10.0.0.1:80",
+                    "--iface",
+                    "veth0",
+                    "--frobnicate",
+                ],
+                ErrorKind::UnknownArgument,
+            ),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.kind(), kind, "{args:?}: {e}");
+            assert_eq!(e.exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn options_and_defaults() {
+        let c = parse(&["--iface", "veth0", "--server", "10.0.0.1:80"]).unwrap();
+        assert_eq!(c.server, "10.0.0.1:80".parse().unwrap());
+        assert_eq!((c.path.as_str(), c.count, c.timeout), ("/", 1, 5000));
+        assert!(!c.keep_alive && !c.verify_object);
+        assert_eq!(c.expect, None);
+        assert!(c.check().is_ok());
+        // The command line of lrp-examples/tests/veth_http.rs.
+        let c = parse(&[
+            "--iface",
+            "veth0",
+            "--ip",
+            "10.77.0.2/24",
+            "--mode",
+            "soft",
+            "--server",
+            "10.77.0.1:8080",
+            "--path",
+            "/small.txt",
+            "--expect-size",
+            "1000",
+            "--verify-object",
+            "--timeout-ms",
+            "10000",
+            "--count",
+            "5",
+            "--keep-alive",
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.path.as_str(), c.count, c.timeout),
+            ("/small.txt", 5, 10000)
+        );
+        assert!(c.keep_alive && c.verify_object);
+        assert_eq!(c.expect, Some(1000));
+    }
+
+    #[test]
+    fn sim_is_refused_by_clap() {
+        let e = parse(&["--sim", "--server", "10.0.0.1:80"])
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert_eq!((e.kind(), e.exit_code()), (ErrorKind::ArgumentConflict, 2));
+    }
 }

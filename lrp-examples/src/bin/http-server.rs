@@ -13,41 +13,69 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lrp_examples::cli::{or_exit, Args};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 use lrp_examples::http::{serve_connection, ServerConfig};
-use lrp_examples::net::{NetOpts, NET_HELP};
-use lrp_examples::object::ObjectSource;
+use lrp_examples::net::NetOpts;
+use lrp_examples::object::{self, ObjectSource};
 
-const USAGE: &str = "\
-http-server: HTTP/1.0 and 1.1 on lrp TCP, serving GET /obj/<size>[k|m]
+/// HTTP/1.0 and 1.1 on lrp TCP, serving `GET /obj/<size>[k|m]`.
+///
+/// Needs --iface (an HTTP client needs a TCP peer; use a veth pair).
+#[derive(Debug, Parser)]
+#[command(name = "http-server", version)]
+struct Cli {
+    /// TCP port
+    #[arg(long, value_name = "N", default_value_t = 80)]
+    port: u16,
+    /// Accept backlog
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    backlog: usize,
+    /// Connections served at once; more wait in the backlog
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    max_conns: usize,
+    /// Largest object served (bytes, or with a k/m suffix)
+    #[arg(long, value_name = "B", default_value = "64m", value_parser = parse_object_size)]
+    max_object: usize,
+    /// Close a connection idle for S seconds
+    #[arg(long = "idle-secs", value_name = "S", default_value_t = 30)]
+    idle: u64,
+    /// Print listener statistics every S seconds (0: never)
+    #[arg(long = "stats-every", value_name = "S", default_value_t = 0)]
+    every: u64,
+    #[command(flatten)]
+    net: NetOpts,
+}
 
-Usage: http-server --iface IF [--ip A.B.C.D/LEN] [--port N] [--backlog N] [options]
+fn parse_object_size(s: &str) -> Result<usize, object::SizeError> {
+    object::parse_size(s, usize::MAX)
+}
 
-  --port N          TCP port (default 80)
-  --backlog N       accept backlog (default 128)
-  --max-conns N     connections served at once; more wait in the backlog (default 256)
-  --max-object B    largest object served (default 64m)
-  --idle-secs S     close a connection idle for S seconds (default 30)
-  --stats-every S   print listener statistics every S seconds (default 0: never)
-";
+impl Cli {
+    /// What clap cannot say declaratively: `--sim` has no TCP peer to serve.
+    fn check(&self) -> Result<(), clap::Error> {
+        if self.net.sim {
+            return Err(Cli::command().error(
+                ErrorKind::ArgumentConflict,
+                "--sim is not supported: an HTTP client needs a TCP peer; use --iface with a veth pair",
+            ));
+        }
+        Ok(())
+    }
+}
 
 fn main() {
-    let mut args = Args::from_env(&format!("{USAGE}\n{NET_HELP}"));
-    let opts = or_exit(NetOpts::parse(&mut args));
-    let port: u16 = or_exit(args.value_or("port", 80));
-    let backlog: usize = or_exit(args.value_or("backlog", 128));
-    let max_conns: usize = or_exit(args.value_or("max-conns", 256));
-    let max_object: String = or_exit(args.value_or("max-object", String::from("64m")));
-    let idle: u64 = or_exit(args.value_or("idle-secs", 30));
-    let every: u64 = or_exit(args.value_or("stats-every", 0));
-    or_exit(args.finish());
-    if opts.sim {
-        fail(
-            "--sim is not supported: an HTTP client needs a TCP peer; use --iface with a veth pair",
-        );
-    }
-    let max_object = lrp_examples::object::parse_size(&max_object, usize::MAX)
-        .unwrap_or_else(|e| fail(&format!("--max-object: {e}")));
+    let cli = Cli::parse();
+    cli.check().unwrap_or_else(|e| e.exit());
+    let Cli {
+        port,
+        backlog,
+        max_conns,
+        max_object,
+        idle,
+        every,
+        net: opts,
+    } = cli;
 
     let (stack, _) = opts.open().unwrap_or_else(|e| fail(&e));
     let local = SocketAddr::new(stack.ip().into(), port);
@@ -111,4 +139,98 @@ fn main() {
 fn fail(msg: &str) -> ! {
     eprintln!("http-server: {msg}");
     std::process::exit(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("http-server").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn help_renders() {
+        Cli::command().debug_assert();
+        let help = Cli::command().render_long_help().to_string();
+        for option in [
+            "--port",
+            "--backlog",
+            "--max-conns",
+            "--max-object",
+            "--idle-secs",
+            "--stats-every",
+            "--iface",
+            "--sim",
+            "--mode",
+        ] {
+            assert!(help.contains(option), "{option} missing from:\n{help}");
+        }
+        let e = parse(&["--help"]).unwrap_err();
+        assert_eq!((e.kind(), e.exit_code()), (ErrorKind::DisplayHelp, 0));
+    }
+
+    #[test]
+    fn bad_arguments_are_clap_errors_with_status_2() {
+        for (args, kind) in [
+            (&["--sim", "--mode", "bogus"][..], ErrorKind::InvalidValue),
+            (
+                &["--iface", "veth0", "--mode", "bogus"],
+                ErrorKind::InvalidValue,
+            ),
+            (
+                &["--iface", "veth0", "--max-object", "huge"],
+                ErrorKind::ValueValidation,
+            ),
+            (
+                &["--iface", "veth0", "--backlog", "lots"],
+                ErrorKind::ValueValidation,
+            ),
+            (&[][..], ErrorKind::MissingRequiredArgument),
+            (&["--sim", "--iface", "veth0"], ErrorKind::ArgumentConflict),
+            (
+                &["--iface", "veth0", "--frobnicate"],
+                ErrorKind::UnknownArgument,
+            ),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.kind(), kind, "{args:?}: {e}");
+            assert_eq!(e.exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn options_and_defaults() {
+        let c = parse(&["--iface", "veth0"]).unwrap();
+        assert_eq!((c.port, c.backlog, c.max_conns), (80, 128, 256));
+        assert_eq!((c.max_object, c.idle, c.every), (64 << 20, 30, 0));
+        assert!(c.check().is_ok());
+        // The command line of lrp-examples/tests/veth_http.rs and demo/http-demo.sh.
+        let c = parse(&[
+            "--iface",
+            "veth0",
+            "--ip",
+            "10.99.0.2/24",
+            "--mode",
+            "ni",
+            "--port",
+            "80",
+            "--stats-every",
+            "1",
+            "--max-object",
+            "2k",
+        ])
+        .unwrap();
+        assert_eq!((c.port, c.every, c.max_object), (80, 1, 2048));
+        assert_eq!(c.net.mode, lrp_examples::net::ModeArg::Ni);
+    }
+
+    #[test]
+    fn sim_is_refused_by_clap() {
+        let e = parse(&["--sim"]).unwrap().check().unwrap_err();
+        assert_eq!((e.kind(), e.exit_code()), (ErrorKind::ArgumentConflict, 2));
+    }
 }

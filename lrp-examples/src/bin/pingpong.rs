@@ -9,41 +9,81 @@ use std::io;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use lrp_examples::cli::{or_exit, Args};
-use lrp_examples::net::{NetOpts, NET_HELP};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, ValueEnum};
+use lrp_examples::net::NetOpts;
 use lrp_examples::report::percentiles;
 use lrp_net::sim::{build, SimPeer};
 use lrp_net::stack::UdpSocket;
 
-const USAGE: &str = "\
-pingpong: UDP round-trip latency on lrp
+/// What this run of pingpong does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Role {
+    /// Echo datagrams
+    Server,
+    /// Measure round trips against --server
+    Client,
+}
 
-Usage: pingpong (--iface IF | --sim) --role server|client [options]
+/// UDP round-trip latency on lrp.
+///
+/// The client sends --count numbered datagrams to --server, one at a time, and prints
+/// round-trip percentiles; it works against any UDP echo server. With --sim, the server
+/// runs on lrp and a built-in client plays the far end of the simulated wire.
+#[derive(Debug, Parser)]
+#[command(name = "pingpong", version)]
+struct Cli {
+    /// Server (echo) or client (measure); --sim implies server
+    #[arg(long, value_enum, default_value_t = Role::Server)]
+    role: Role,
+    /// Server: UDP port
+    #[arg(long, value_name = "N", default_value_t = 7000)]
+    port: u16,
+    /// Client: the echo server's address
+    #[arg(long, value_name = "A.B.C.D:P")]
+    server: Option<SocketAddr>,
+    /// Client: round trips
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    count: u32,
+    /// Client: payload bytes (at least 8, the sequence number)
+    #[arg(long, value_name = "B", default_value_t = 32, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(8..))]
+    size: usize,
+    /// Client: give up on one round trip after T ms
+    #[arg(long = "timeout-ms", value_name = "T", default_value_t = 1000)]
+    timeout: u64,
+    #[command(flatten)]
+    net: NetOpts,
+}
 
-  --role R       server (echo) or client (measure); --sim implies server
-  --port N       server: UDP port (default 7000)
-  --server A:P   client: the echo server's address
-  --count N      client: round trips (default 1000)
-  --size B       client: payload bytes (default 32, at least 8)
-  --timeout-ms T client: give up on one round trip after T ms (default 1000)
-";
+impl Cli {
+    /// What clap cannot say declaratively: the client on a real interface needs
+    /// `--server` (with `--sim` the role is always server).
+    fn check(&self) -> Result<(), clap::Error> {
+        if self.role == Role::Client && !self.net.sim && self.server.is_none() {
+            return Err(Cli::command().error(
+                ErrorKind::MissingRequiredArgument,
+                "--server is required with --role client",
+            ));
+        }
+        Ok(())
+    }
+}
 
 fn main() {
-    let mut args = Args::from_env(&format!("{USAGE}\n{NET_HELP}"));
-    let opts = or_exit(NetOpts::parse(&mut args));
-    let role: String = or_exit(args.value_or("role", String::from("server")));
-    let port: u16 = or_exit(args.value_or("port", 7000));
-    let server: Option<SocketAddr> = or_exit(args.value("server"));
-    let count: u32 = or_exit(args.value_or("count", 1000));
-    let size: usize = or_exit(args.value_or("size", 32));
-    let timeout: u64 = or_exit(args.value_or("timeout-ms", 1000));
-    or_exit(args.finish());
-    if size < 8 {
-        fail("--size must be at least 8 (the sequence number)");
-    }
+    let cli = Cli::parse();
+    cli.check().unwrap_or_else(|e| e.exit());
+    let Cli {
+        role,
+        port,
+        server,
+        count,
+        size,
+        timeout,
+        net: opts,
+    } = cli;
 
     let (stack, peer) = opts.open().unwrap_or_else(|e| fail(&e));
-    match (role.as_str(), peer) {
+    match (role, peer) {
         (_, Some(peer)) => {
             let local = SocketAddr::new(stack.ip().into(), port);
             let sock = stack
@@ -55,7 +95,7 @@ fn main() {
             };
             sim_client(&peer, local, count, size);
         }
-        ("server", None) => {
+        (Role::Server, None) => {
             let local = SocketAddr::new(stack.ip().into(), port);
             let sock = stack
                 .udp_bind(local, 1024)
@@ -63,7 +103,8 @@ fn main() {
             eprintln!("pingpong: echoing on {local} ({:?} mode)", stack.mode());
             serve(&sock);
         }
-        ("client", None) => {
+        (Role::Client, None) => {
+            // `Cli::check` refused a client without a server.
             let server = server.unwrap_or_else(|| fail("--server is required for the client"));
             let sock = stack
                 .udp_bind(SocketAddr::new(stack.ip().into(), 0), 1024)
@@ -76,9 +117,6 @@ fn main() {
                 Duration::from_millis(timeout.max(1)),
             );
         }
-        (other, None) => fail(&format!(
-            "unknown role {other:?}: expected server or client"
-        )),
     }
 }
 
@@ -174,4 +212,103 @@ fn sim_client(peer: &SimPeer, server: SocketAddrV4, count: u32, size: usize) {
 fn fail(msg: &str) -> ! {
     eprintln!("pingpong: {msg}");
     std::process::exit(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("pingpong").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn help_renders() {
+        Cli::command().debug_assert();
+        let help = Cli::command().render_long_help().to_string();
+        for option in [
+            "--role",
+            "--port",
+            "--server",
+            "--count",
+            "--size",
+            "--timeout-ms",
+            "--iface",
+            "--sim",
+            "--mode",
+        ] {
+            assert!(help.contains(option), "{option} missing from:\n{help}");
+        }
+        let e = parse(&["--help"]).unwrap_err();
+        assert_eq!((e.kind(), e.exit_code()), (ErrorKind::DisplayHelp, 0));
+    }
+
+    #[test]
+    fn bad_arguments_are_clap_errors_with_status_2() {
+        for (args, kind) in [
+            (&["--sim", "--mode", "bogus"][..], ErrorKind::InvalidValue),
+            (
+                &["--iface", "veth0", "--mode", "bogus"],
+                ErrorKind::InvalidValue,
+            ),
+            (&["--sim", "--role", "referee"], ErrorKind::InvalidValue),
+            (&["--sim", "--size", "7"], ErrorKind::ValueValidation),
+            (
+                &["--sim", "--server", "10.0.0.1"],
+                ErrorKind::ValueValidation,
+            ),
+            (&[][..], ErrorKind::MissingRequiredArgument),
+            (&["--sim", "--iface", "veth0"], ErrorKind::ArgumentConflict),
+            (
+                &["--iface", "veth0", "--frobnicate"],
+                ErrorKind::UnknownArgument,
+            ),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.kind(), kind, "{args:?}: {e}");
+            assert_eq!(e.exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn options_and_defaults() {
+        let c = parse(&["--sim"]).unwrap();
+        assert_eq!(c.role, Role::Server);
+        assert_eq!((c.port, c.count, c.size, c.timeout), (7000, 1000, 32, 1000));
+        assert!(c.check().is_ok());
+        let c = parse(&[
+            "--iface",
+            "veth0",
+            "--role",
+            "client",
+            "--server",
+            "10.0.0.1:7",
+            "--size",
+            "8",
+        ])
+        .unwrap();
+        assert_eq!(c.role, Role::Client);
+        assert_eq!(c.server, Some("10.0.0.1:7".parse().unwrap()));
+        assert!(c.check().is_ok());
+    }
+
+    #[test]
+    fn a_client_on_an_interface_needs_a_server() {
+        let e = parse(&["--iface", "veth0", "--role", "client"])
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert_eq!(
+            (e.kind(), e.exit_code()),
+            (ErrorKind::MissingRequiredArgument, 2)
+        );
+        // With --sim the built-in client plays the far end.
+        assert!(parse(&["--sim", "--role", "client"])
+            .unwrap()
+            .check()
+            .is_ok());
+    }
 }

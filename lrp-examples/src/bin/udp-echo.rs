@@ -6,29 +6,41 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lrp_examples::cli::{or_exit, Args};
-use lrp_examples::net::{NetOpts, NET_HELP};
+use clap::Parser;
+use lrp_examples::net::NetOpts;
 use lrp_net::sim::{build, SimPeer};
 
-const USAGE: &str = "\
-udp-echo: UDP echo server on lrp
-
-Usage: udp-echo (--iface IF | --sim) [--ip A.B.C.D/LEN] [--port N] [--capacity N] [options]
-
-  --port N       UDP port to serve (default 7)
-  --capacity N   the socket's channel capacity in frames (default 1024)
-  --count N      with --sim: datagrams the built-in client sends (default 1000)
-  --stats-every S  print the socket's statistics every S seconds (default 0: never)
-";
+/// UDP echo server on lrp: every datagram goes back to its sender.
+///
+/// With --sim, the example also plays the client on the simulated wire: it sends --count
+/// datagrams, checks every echo, and prints the time per round trip.
+#[derive(Debug, Parser)]
+#[command(name = "udp-echo", version)]
+struct Cli {
+    /// UDP port to serve
+    #[arg(long, value_name = "N", default_value_t = 7)]
+    port: u16,
+    /// The socket's channel capacity in frames
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    capacity: usize,
+    /// With --sim: datagrams the built-in client sends
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    count: u32,
+    /// Print the socket's statistics every S seconds (0: never)
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    stats_every: u64,
+    #[command(flatten)]
+    net: NetOpts,
+}
 
 fn main() {
-    let mut args = Args::from_env(&format!("{USAGE}\n{NET_HELP}"));
-    let opts = or_exit(NetOpts::parse(&mut args));
-    let port: u16 = or_exit(args.value_or("port", 7));
-    let capacity: usize = or_exit(args.value_or("capacity", 1024));
-    let count: u32 = or_exit(args.value_or("count", 1000));
-    let every: u64 = or_exit(args.value_or("stats-every", 0));
-    or_exit(args.finish());
+    let Cli {
+        port,
+        capacity,
+        count,
+        stats_every: every,
+        net: opts,
+    } = Cli::parse();
 
     let (stack, peer, sock, local) = opts.open_udp(port, capacity).unwrap_or_else(|e| fail(&e));
     eprintln!("udp-echo: serving {local} in {:?} mode", stack.mode());
@@ -106,4 +118,80 @@ fn sim_client(peer: &SimPeer, server: SocketAddr, count: u32) {
 fn fail(msg: &str) -> ! {
     eprintln!("udp-echo: {msg}");
     std::process::exit(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("udp-echo").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn help_renders() {
+        Cli::command().debug_assert();
+        let help = Cli::command().render_long_help().to_string();
+        for option in [
+            "--port",
+            "--capacity",
+            "--count",
+            "--stats-every",
+            "--iface",
+            "--sim",
+            "--mode",
+        ] {
+            assert!(help.contains(option), "{option} missing from:\n{help}");
+        }
+        let e = parse(&["--help"]).unwrap_err();
+        assert_eq!((e.kind(), e.exit_code()), (ErrorKind::DisplayHelp, 0));
+    }
+
+    #[test]
+    fn bad_arguments_are_clap_errors_with_status_2() {
+        for (args, kind) in [
+            (&["--sim", "--mode", "bogus"][..], ErrorKind::InvalidValue),
+            (
+                &["--iface", "veth0", "--mode", "bogus"],
+                ErrorKind::InvalidValue,
+            ),
+            (&["--sim", "--port", "65536"], ErrorKind::ValueValidation),
+            (&["--sim", "--count", "many"], ErrorKind::ValueValidation),
+            (&[][..], ErrorKind::MissingRequiredArgument),
+            (&["--sim", "--iface", "veth0"], ErrorKind::ArgumentConflict),
+            (
+                &["--iface", "veth0", "--frobnicate"],
+                ErrorKind::UnknownArgument,
+            ),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.kind(), kind, "{args:?}: {e}");
+            assert_eq!(e.exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn options_and_defaults() {
+        let c = parse(&["--sim"]).unwrap();
+        assert_eq!(
+            (c.port, c.capacity, c.count, c.stats_every),
+            (7, 1024, 1000, 0)
+        );
+        assert!(c.net.sim);
+        let c = parse(&[
+            "--iface",
+            "veth0",
+            "--port=9",
+            "--capacity",
+            "64",
+            "--stats-every",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!((c.port, c.capacity, c.stats_every), (9, 64, 2));
+        assert_eq!(c.net.iface.as_deref(), Some("veth0"));
+    }
 }
