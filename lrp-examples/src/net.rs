@@ -9,7 +9,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use clap::{ArgGroup, ValueEnum};
-use lrp_net::sim::{build, SimConfig, SimPeer};
+use lrp_net::sim::{SimConfig, SimPeer};
 use lrp_net::stack::{EagerDriver, Stack, StackConfig, UdpSocket};
 use lrp_net::{Mode, Nic, NicConfig, XdpAttach};
 use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
@@ -145,24 +145,22 @@ impl NetOpts {
     /// Open the NIC and a stack on it. With `--sim` the simulated wire's far end is
     /// returned for the example to drive.
     pub fn open(&self) -> Result<(Stack, Option<SimPeer>), String> {
-        let (nic, peer, default_mac) = if self.sim {
+        let (nic, peer) = if self.sim {
             let (nic, peer) = Nic::sim(SimConfig::new(self.nic_config()))
                 .map_err(|e| format!("simulated NIC: {e}"))?;
-            (nic, Some(peer), Some(build::LOCAL_MAC))
+            (nic, Some(peer))
         } else {
             let ifname = self.iface.as_deref().unwrap_or_default();
             let nic = Nic::open(ifname, self.nic_config())
                 .map_err(|e| format!("opening {ifname} with AF_XDP: {e}"))?;
-            (nic, None, interface_mac(ifname).ok())
+            (nic, None)
         };
-        let mac = self
-            .mac
-            .map(|m| m.0)
-            .or(default_mac)
-            .ok_or("cannot read the interface's MAC address: give --mac")?;
+        // The MAC address and MTU are the interface's (from the NIC) unless --mac says.
         let mut config = StackConfig::new(self.cidr.address(), self.cidr.prefix_len())
-            .mac(mac)
             .eager_driver(self.eager_driver.into());
+        if let Some(mac) = self.mac {
+            config = config.mac(mac);
+        }
         if let Some(gw) = self.gateway {
             config = config.gateway(gw);
         }
@@ -185,17 +183,6 @@ impl NetOpts {
     }
 }
 
-/// The MAC address of interface `ifname`, from sysfs.
-pub fn interface_mac(ifname: &str) -> Result<[u8; 6], String> {
-    if ifname.is_empty() || ifname.contains('/') || ifname.contains("..") {
-        return Err(format!("invalid interface name {ifname:?}"));
-    }
-    let path = format!("/sys/class/net/{ifname}/address");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
-    parse_mac(&text)
-        .map(|m| m.0)
-        .map_err(|e| format!("{path}: {e}"))
-}
 
 #[cfg(test)]
 mod tests {

@@ -18,6 +18,9 @@
 //!   spends; a lightly loaded socket's charge does not grow with the flood (NI-LRP). In
 //!   EAGER the flood's processing lands on the eager poll step instead.
 //!   Run with `--nocapture` to see the numbers.
+//! * NI-LRP with few slots: connections beyond them get soft channels whose blocking
+//!   reads wait on every feeder ring (regression: more than four feeders used to fail
+//!   the wait with "too many descriptors to poll").
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream as LinuxTcpStream, UdpSocket as LinuxUdpSocket};
@@ -52,6 +55,15 @@ impl Veth {
     /// A test network and a stack in `mode` on its local end, at the local end's address
     /// (removed from the local kernel) and MAC.
     fn open(mode: Mode, stack_config: impl FnOnce(StackConfig) -> StackConfig) -> Veth {
+        Veth::open_nic(NicConfig::default().mode(mode), stack_config)
+    }
+
+    /// [`open`](Self::open) with a NIC configuration of the caller's.
+    fn open_nic(
+        nic_config: NicConfig,
+        stack_config: impl FnOnce(StackConfig) -> StackConfig,
+    ) -> Veth {
+        let mode = nic_config.mode;
         let net = TestNet::new(&TestNetConfig::default()).expect("test network");
         let local = net.local();
         // The stack owns the address: the local kernel must neither answer ARP for it nor
@@ -61,7 +73,6 @@ impl Veth {
             .exec("ip", &["addr", "flush", "dev", local.ifname()])
             .expect("flush the local kernel's address");
         let ifname = local.ifname().to_owned();
-        let nic_config = NicConfig::default().mode(mode);
         // The MAC address is the interface's own: the stack takes it from the NIC.
         let config = stack_config(StackConfig::new(local.ipv4(), 24));
         let stack = local
@@ -746,4 +757,92 @@ fn lrp_client_exchanges_data_with_a_linux_server() {
         );
         assert_eq!(stats.bad_checksum + stats.malformed, 0, "{mode:?}");
     }
+}
+
+#[test]
+fn soft_channels_block_in_read_with_many_feeders_and_are_served() {
+    if !testnet::require("soft_channels_block_in_read_with_many_feeders_and_are_served") {
+        return;
+    }
+    let _serial = serial();
+    const CONNS: usize = 12;
+    const IDLE: Duration = Duration::from_millis(400);
+    let v = Veth::open_nic(
+        NicConfig::default().mode(Mode::NiLrp).ni_slots(4),
+        |c| c,
+    );
+    // Four NI channels take every slot, and each is a feeder (a listener or host rule):
+    // the host channel, two UDP sockets and the TCP listener.
+    let _u1 = v.stack.udp_bind(v.addr(7), 16).unwrap();
+    let _u2 = v.stack.udp_bind(v.addr(8), 16).unwrap();
+    let listener = v.stack.tcp_listen(v.addr(80), CONNS).unwrap();
+    assert_eq!(v.stack.nic().stats().channels, 4);
+
+    // The server: one thread per connection, blocked in `read` until the client speaks.
+    let server = std::thread::spawn(move || {
+        let mut handlers = Vec::new();
+        for _ in 0..CONNS {
+            let (mut conn, _) = listener
+                .accept_timeout(Duration::from_secs(10))
+                .expect("accept");
+            handlers.push(std::thread::spawn(move || -> std::io::Result<Duration> {
+                conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+                let t = Instant::now();
+                let mut req = Vec::new();
+                let mut buf = [0u8; 64];
+                while !req.ends_with(b"\n") {
+                    let n = conn.read(&mut buf)?;
+                    if n == 0 {
+                        return Err(std::io::ErrorKind::UnexpectedEof.into());
+                    }
+                    req.extend_from_slice(&buf[..n]);
+                }
+                let blocked = t.elapsed();
+                req.make_ascii_uppercase();
+                conn.write_all(&req)?;
+                conn.close(Duration::from_secs(5))?;
+                Ok(blocked)
+            }));
+        }
+        handlers
+            .into_iter()
+            .map(|h| h.join().expect("handler thread"))
+            .collect::<Vec<_>>()
+    });
+
+    let mut clients: Vec<LinuxTcpStream> = (0..CONNS)
+        .map(|i| v.peer_connect(80).unwrap_or_else(|e| panic!("connect #{i}: {e}")))
+        .collect();
+    // Every accepted connection beyond the slots has a soft channel.
+    let end = Instant::now() + Duration::from_secs(10);
+    while v.stack.nic().stats().soft_channels < CONNS && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let soft = v.stack.nic().stats().soft_channels;
+    assert_eq!(soft, CONNS, "connections on soft channels");
+    // Idle: the handlers sit in `read` on their soft channels.
+    std::thread::sleep(IDLE);
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(format!("request {i}\n").as_bytes()).unwrap();
+    }
+    // Each reply ends with the server's FIN; dropping the client sends ours, which lets
+    // the handler's graceful close finish.
+    for (i, mut c) in clients.into_iter().enumerate() {
+        let mut reply = String::new();
+        c.read_to_string(&mut reply)
+            .unwrap_or_else(|e| panic!("reply #{i}: {e}"));
+        assert_eq!(reply, format!("REQUEST {i}\n"));
+    }
+    let blocked = server.join().expect("server thread");
+    for (i, b) in blocked.iter().enumerate() {
+        let b = b.as_ref().unwrap_or_else(|e| panic!("handler #{i}: {e}"));
+        // The read started before the request was sent, and waited for it.
+        assert!(*b >= IDLE / 2, "handler #{i} blocked only {b:?}");
+    }
+    let nic = v.stack.nic().stats();
+    eprintln!(
+        "NI-LRP, 4 slots, 4 feeders: {CONNS} connections on soft channels served; {}",
+        nic
+    );
 }

@@ -157,6 +157,12 @@ impl SimPeer {
     /// Ethernet frame from [`PEER_MAC`] to the NIC's MAC with correct IPv4 and UDP
     /// checksums. Returns whether the NIC took it (see [`inject`](Self::inject)).
     pub fn send_udp(&self, src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> bool {
+        self.inject(&self.udp_frame(src, dst, payload))
+    }
+
+    /// The frame [`send_udp`](Self::send_udp) sends, to inject it many times (a flood)
+    /// without building it each time.
+    pub fn udp_frame(&self, src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
         use smoltcp::phy::ChecksumCapabilities;
         use smoltcp::wire::{
             EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet,
@@ -192,7 +198,7 @@ impl SimPeer {
             |b| b.copy_from_slice(payload),
             &caps,
         );
-        self.inject(&buf)
+        buf
     }
 
     /// Take every frame waiting in the TX ring (up to the room in the completion ring),
