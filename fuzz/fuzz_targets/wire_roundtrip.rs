@@ -1,5 +1,7 @@
-//! Fuzz the typed views and `Repr`s of `lrp_core::wire`: parse, emit, compare (see
-//! `roundtrip_checks.rs`, which the corpus replay test under `cargo test` shares).
+//! Fuzz what `lrp_core::wire` writes itself next to smoltcp's views: the VLAN tag round
+//! trip, full checksums against smoltcp's, the IPv6 extension-header walk, ARP parsing
+//! and NAT rewrites (see `roundtrip_checks.rs`, which the corpus replay test under
+//! `cargo test` shares).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -1,5 +1,9 @@
 //! The Internet checksum: full computation (RFC 1071) and incremental update (RFC 1624).
 //!
+//! Written here because smoltcp has no incremental (RFC 1624) update, which the in-place
+//! rewrites of [`nat`](super::nat) need; the full sums beside it (smoltcp's
+//! `wire::checksum` has its own) share its zero convention, so the two agree bit for bit.
+//!
 //! The checksum of IPv4 headers, UDP, TCP and ICMP is the ones'-complement of the
 //! ones'-complement sum of 16-bit big-endian words. Here a *sum* is the folded
 //! ones'-complement sum (a `u16`, not complemented) and a *checksum* is its complement,

@@ -1,9 +1,10 @@
 //! One-pass frame classification: the first step of early demultiplexing.
 //!
-//! [`classify`] runs on every received frame, before any protocol work, so it is written
-//! by hand for speed: one forward pass over the headers, each length checked once
+//! Written here because [`classify`] runs on every received frame, before any protocol
+//! work, and smoltcp has no single-pass classifier. It makes one forward pass over the
+//! headers (not a `new_checked` + `Repr::parse` per layer), each length checked once
 //! (fixed-size header chunks are taken with `first_chunk`, so field reads cannot go out
-//! of bounds), no allocation, no checksum. It finds
+//! of bounds), with no allocation and no checksum. It finds
 //!
 //! * for UDP and TCP: the [`FlowKey`], the TCP flags and the [`Offsets`] of the layers;
 //! * for what has no ports: ARP (target address), ICMP (destination, type), non-first

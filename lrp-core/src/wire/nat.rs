@@ -1,5 +1,8 @@
 //! In-place address and port rewriting with incremental checksum updates (NAT).
 //!
+//! Written here because smoltcp rewrites a header only by re-emitting it and recomputing
+//! its checksums over the payload, which a forwarder on the hot path must not do.
+//!
 //! A director in NAT mode rewrites the destination of client→service frames (VIP:port →
 //! real server) and the source of server→client frames, then transmits the same frame
 //! buffer. These functions take the frame and the [`Offsets`] that
@@ -18,8 +21,46 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::{checksum, checksum::Delta, get_array, get_u16, ipv4, ipv6, set_u16, tcp, udp};
+use smoltcp::wire::{IPV4_HEADER_LEN, IPV6_HEADER_LEN};
+
+use super::{checksum, checksum::Delta};
 use crate::flow::{Offsets, Proto};
+
+/// Offsets of the fields rewritten here, from the start of their header.
+mod field {
+    pub(super) const IPV4_TTL: usize = 8;
+    pub(super) const IPV4_CHECKSUM: usize = 10;
+    pub(super) const IPV4_SRC_ADDR: usize = 12;
+    pub(super) const IPV4_DST_ADDR: usize = 16;
+    pub(super) const IPV6_HOP_LIMIT: usize = 7;
+    pub(super) const IPV6_SRC_ADDR: usize = 8;
+    pub(super) const IPV6_DST_ADDR: usize = 24;
+    /// UDP and TCP both start with source port, destination port.
+    pub(super) const SRC_PORT: usize = 0;
+    pub(super) const DST_PORT: usize = 2;
+    pub(super) const UDP_CHECKSUM: usize = 6;
+    pub(super) const TCP_CHECKSUM: usize = 16;
+}
+
+/// Read a big-endian `u16` at `at`. Callers have checked `at + 2 <= buf.len()`.
+#[inline(always)]
+fn get_u16(buf: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([buf[at], buf[at + 1]])
+}
+
+/// Write a big-endian `u16` at `at`. Callers have checked `at + 2 <= buf.len()`.
+#[inline(always)]
+fn set_u16(buf: &mut [u8], at: usize, value: u16) {
+    buf[at..at + 2].copy_from_slice(&value.to_be_bytes());
+}
+
+/// Copy a fixed-size array out of `buf` at `at`. Callers have checked the length.
+#[inline(always)]
+fn get_array<const N: usize>(buf: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&buf[at..at + N]);
+    out
+}
 
 /// Which end of the packet to rewrite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,8 +94,8 @@ struct Plan {
 fn plan(frame: &[u8], offsets: &Offsets, proto: Option<Proto>) -> Result<Plan, RewriteError> {
     let l3 = usize::from(offsets.l3);
     let v6 = match frame.get(l3).map(|b| b >> 4) {
-        Some(4) if frame.len() >= l3 + ipv4::HEADER_LEN => false,
-        Some(6) if frame.len() >= l3 + ipv6::HEADER_LEN => true,
+        Some(4) if frame.len() >= l3 + IPV4_HEADER_LEN => false,
+        Some(6) if frame.len() >= l3 + IPV6_HEADER_LEN => true,
         Some(4 | 6) | None => return Err(RewriteError::OutOfBounds),
         Some(_) => return Err(RewriteError::FamilyMismatch),
     };
@@ -62,8 +103,8 @@ fn plan(frame: &[u8], offsets: &Offsets, proto: Option<Proto>) -> Result<Plan, R
         None => None,
         Some(p) => {
             let (at, is_udp) = match p {
-                Proto::Udp => (usize::from(offsets.l4) + udp::CHECKSUM_OFFSET, true),
-                Proto::Tcp => (usize::from(offsets.l4) + tcp::CHECKSUM_OFFSET, false),
+                Proto::Udp => (usize::from(offsets.l4) + field::UDP_CHECKSUM, true),
+                Proto::Tcp => (usize::from(offsets.l4) + field::TCP_CHECKSUM, false),
             };
             if frame.len() < at + 2 || usize::from(offsets.l4) < l3 {
                 return Err(RewriteError::OutOfBounds);
@@ -79,21 +120,20 @@ fn plan(frame: &[u8], offsets: &Offsets, proto: Option<Proto>) -> Result<Plan, R
 }
 
 fn port_offset(offsets: &Offsets, side: Side) -> usize {
-    // UDP and TCP both start with source port, destination port.
     usize::from(offsets.l4)
         + match side {
-            Side::Src => udp::SRC_PORT_OFFSET,
-            Side::Dst => udp::DST_PORT_OFFSET,
+            Side::Src => field::SRC_PORT,
+            Side::Dst => field::DST_PORT,
         }
 }
 
 fn addr_offset(plan: &Plan, side: Side) -> usize {
     plan.l3
         + match (plan.v6, side) {
-            (false, Side::Src) => ipv4::SRC_ADDR_OFFSET,
-            (false, Side::Dst) => ipv4::DST_ADDR_OFFSET,
-            (true, Side::Src) => ipv6::SRC_ADDR_OFFSET,
-            (true, Side::Dst) => ipv6::DST_ADDR_OFFSET,
+            (false, Side::Src) => field::IPV4_SRC_ADDR,
+            (false, Side::Dst) => field::IPV4_DST_ADDR,
+            (true, Side::Src) => field::IPV6_SRC_ADDR,
+            (true, Side::Dst) => field::IPV6_DST_ADDR,
         }
 }
 
@@ -123,7 +163,7 @@ fn swap_addr(
 
 fn fix_ip_header(frame: &mut [u8], plan: &Plan, delta: Delta) {
     if !plan.v6 {
-        let at = plan.l3 + ipv4::CHECKSUM_OFFSET;
+        let at = plan.l3 + field::IPV4_CHECKSUM;
         set_u16(frame, at, delta.apply(get_u16(frame, at)));
     }
 }
@@ -209,17 +249,17 @@ pub fn set_endpoint(
 pub fn decrement_ttl(frame: &mut [u8], offsets: &Offsets) -> Result<u8, RewriteError> {
     let plan = plan(frame, offsets, None)?;
     if plan.v6 {
-        let at = plan.l3 + 7;
+        let at = plan.l3 + field::IPV6_HOP_LIMIT;
         let new = frame[at].saturating_sub(1);
         frame[at] = new;
         return Ok(new);
     }
-    let at = plan.l3 + 8;
+    let at = plan.l3 + field::IPV4_TTL;
     let old_word = get_u16(frame, at);
     let [ttl, protocol] = old_word.to_be_bytes();
     let new = ttl.saturating_sub(1);
     frame[at] = new;
-    let ck = plan.l3 + ipv4::CHECKSUM_OFFSET;
+    let ck = plan.l3 + field::IPV4_CHECKSUM;
     let new_word = u16::from_be_bytes([new, protocol]);
     set_u16(
         frame,

@@ -1,4 +1,7 @@
 //! Lazy validation: the checksums that [`classify`](super::classify::classify) skips.
+//!
+//! Written here because it reuses the classifier's offsets instead of parsing the frame
+//! again with smoltcp's views, and reports the classifier's [`Malformed`] reasons.
 
 use std::net::IpAddr;
 

@@ -1,5 +1,7 @@
 //! Frame builders for tests, examples and in-memory benchmarks: well-formed Ethernet
 //! frames with correct checksums, so that classification and lazy verification pass.
+//! Headers are written with smoltcp's `Repr::emit` (checksums filled in by the default
+//! [`ChecksumCapabilities`]).
 //!
 //! ```
 //! use lrp_net::sim::build;
@@ -13,7 +15,14 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use lrp_core::wire::checksum;
+use lrp_core::flow::TcpFlags;
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    EthernetRepr, Icmpv4Packet, Icmpv4Repr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr,
+    TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket, UdpRepr, ETHERNET_HEADER_LEN,
+    IPV4_HEADER_LEN, TCP_HEADER_LEN, UDP_HEADER_LEN,
+};
 
 /// Source MAC address of built frames (a locally administered address).
 pub const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -21,30 +30,38 @@ pub const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 pub const LOCAL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 
 /// Ethernet + IPv4 (no options) + UDP header bytes: the payload's offset.
-pub const UDP_V4_HEADER_LEN: usize = 14 + 20 + 8;
+pub const UDP_V4_HEADER_LEN: usize = ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN;
 /// Ethernet + IPv4 (no options) + TCP (no options) header bytes: the payload's offset.
-pub const TCP_V4_HEADER_LEN: usize = 14 + 20 + 20;
+pub const TCP_V4_HEADER_LEN: usize = ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + TCP_HEADER_LEN;
 
-const ETH_IPV4: [u8; 2] = [0x08, 0x00];
-const ETH_ARP: [u8; 2] = [0x08, 0x06];
-
-fn ethernet(buf: &mut Vec<u8>, ethertype: [u8; 2]) {
-    buf.extend_from_slice(&LOCAL_MAC);
-    buf.extend_from_slice(&PEER_MAC);
-    buf.extend_from_slice(&ethertype);
-}
-
-/// Append an IPv4 header (no options, DF, TTL 64) for `payload_len` bytes of `proto`.
-fn ipv4(buf: &mut Vec<u8>, src: Ipv4Addr, dst: Ipv4Addr, proto: u8, payload_len: usize) {
-    let start = buf.len();
-    let total = u16::try_from(20 + payload_len).unwrap_or(u16::MAX);
-    buf.extend_from_slice(&[0x45, 0]);
-    buf.extend_from_slice(&total.to_be_bytes());
-    buf.extend_from_slice(&[0, 0, 0x40, 0, 64, proto, 0, 0]);
-    buf.extend_from_slice(&src.octets());
-    buf.extend_from_slice(&dst.octets());
-    let sum = checksum::checksum(&buf[start..start + 20]);
-    buf[start + 10..start + 12].copy_from_slice(&sum.to_be_bytes());
+/// Size `buf` for an Ethernet/IPv4 frame (PEER_MAC → LOCAL_MAC; IPv4 without options, DF,
+/// TTL 64) carrying `payload_len` bytes of `protocol`, and emit both headers. Returns the
+/// IPv4 payload, to be filled by the caller. `payload_len` must fit in one IPv4 packet.
+fn eth_ipv4(
+    buf: &mut Vec<u8>,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: IpProtocol,
+    payload_len: usize,
+) -> &mut [u8] {
+    buf.clear();
+    buf.resize(ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + payload_len, 0);
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress(PEER_MAC),
+        dst_addr: EthernetAddress(LOCAL_MAC),
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: protocol,
+        payload_len,
+        hop_limit: 64,
+    };
+    let mut packet = Ipv4Packet::new_unchecked(&mut buf[ETHERNET_HEADER_LEN..]);
+    ip.emit(&mut packet, &ChecksumCapabilities::default());
+    &mut buf[ETHERNET_HEADER_LEN + IPV4_HEADER_LEN..]
 }
 
 /// An Ethernet/IPv4/UDP frame from `src` to `dst` carrying `payload`.
@@ -56,18 +73,20 @@ pub fn udp_v4(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
 
 /// [`udp_v4`] into `buf` (cleared first), to reuse one allocation.
 pub fn udp_v4_into(buf: &mut Vec<u8>, src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) {
-    buf.clear();
-    ethernet(buf, ETH_IPV4);
-    let udp_len = 8 + payload.len();
-    ipv4(buf, *src.ip(), *dst.ip(), 17, udp_len);
-    let l4 = buf.len();
-    buf.extend_from_slice(&src.port().to_be_bytes());
-    buf.extend_from_slice(&dst.port().to_be_bytes());
-    buf.extend_from_slice(&u16::try_from(udp_len).unwrap_or(u16::MAX).to_be_bytes());
-    buf.extend_from_slice(&[0, 0]);
-    buf.extend_from_slice(payload);
-    let sum = checksum::udp_finish(checksum::l4_v4(src.ip(), dst.ip(), 17, &buf[l4..]));
-    buf[l4 + 6..l4 + 8].copy_from_slice(&sum.to_be_bytes());
+    let udp_len = UDP_HEADER_LEN + payload.len();
+    let segment = eth_ipv4(buf, *src.ip(), *dst.ip(), IpProtocol::Udp, udp_len);
+    let udp = UdpRepr {
+        src_port: src.port(),
+        dst_port: dst.port(),
+    };
+    udp.emit(
+        &mut UdpPacket::new_unchecked(segment),
+        &IpAddress::Ipv4(*src.ip()),
+        &IpAddress::Ipv4(*dst.ip()),
+        payload.len(),
+        |buf| buf.copy_from_slice(payload),
+        &ChecksumCapabilities::default(),
+    );
 }
 
 /// An Ethernet/IPv4/TCP frame from `src` to `dst` with `flags` (see
@@ -87,78 +106,116 @@ pub fn tcp_v4_into(
     flags: u8,
     payload: &[u8],
 ) {
-    buf.clear();
-    ethernet(buf, ETH_IPV4);
-    ipv4(buf, *src.ip(), *dst.ip(), 6, 20 + payload.len());
-    let l4 = buf.len();
-    let ack: u32 = if flags & lrp_core::flow::TcpFlags::ACK != 0 {
-        1
-    } else {
-        0
+    let tcp_len = TCP_HEADER_LEN + payload.len();
+    let segment = eth_ipv4(buf, *src.ip(), *dst.ip(), IpProtocol::Tcp, tcp_len);
+    // smoltcp's TcpRepr carries ACK (as an acknowledgment number) and one control flag;
+    // other combinations are written through the view below.
+    let (control, exact) = match flags & !TcpFlags::ACK {
+        0 => (TcpControl::None, true),
+        TcpFlags::SYN => (TcpControl::Syn, true),
+        TcpFlags::FIN => (TcpControl::Fin, true),
+        TcpFlags::RST => (TcpControl::Rst, true),
+        TcpFlags::PSH => (TcpControl::Psh, true),
+        _ => (TcpControl::None, false),
     };
-    buf.extend_from_slice(&src.port().to_be_bytes());
-    buf.extend_from_slice(&dst.port().to_be_bytes());
-    buf.extend_from_slice(&1u32.to_be_bytes());
-    buf.extend_from_slice(&ack.to_be_bytes());
-    buf.extend_from_slice(&[5 << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    buf.extend_from_slice(payload);
-    let sum = checksum::l4_v4(src.ip(), dst.ip(), 6, &buf[l4..]);
-    buf[l4 + 16..l4 + 18].copy_from_slice(&sum.to_be_bytes());
+    let tcp = TcpRepr {
+        src_port: src.port(),
+        dst_port: dst.port(),
+        control,
+        seq_number: TcpSeqNumber(1),
+        ack_number: (flags & TcpFlags::ACK != 0).then_some(TcpSeqNumber(1)),
+        window_len: 0xffff,
+        window_scale: None,
+        max_seg_size: None,
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload,
+    };
+    let (src, dst) = (IpAddress::Ipv4(*src.ip()), IpAddress::Ipv4(*dst.ip()));
+    let mut packet = TcpPacket::new_unchecked(segment);
+    tcp.emit(&mut packet, &src, &dst, &ChecksumCapabilities::default());
+    if !exact {
+        packet.clear_flags();
+        packet.set_fin(flags & TcpFlags::FIN != 0);
+        packet.set_syn(flags & TcpFlags::SYN != 0);
+        packet.set_rst(flags & TcpFlags::RST != 0);
+        packet.set_psh(flags & TcpFlags::PSH != 0);
+        packet.set_ack(flags & TcpFlags::ACK != 0);
+        packet.set_urg(flags & TcpFlags::URG != 0);
+        packet.set_ece(flags & 0x40 != 0);
+        packet.set_cwr(flags & 0x80 != 0);
+        packet.fill_checksum(&src, &dst);
+    }
 }
 
 /// An ARP request (Ethernet/IPv4) from `sender` asking for `target`, broadcast.
 pub fn arp_request(sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(42);
-    buf.extend_from_slice(&[0xff; 6]);
-    buf.extend_from_slice(&PEER_MAC);
-    buf.extend_from_slice(&ETH_ARP);
-    // htype 1 (Ethernet), ptype IPv4, hlen 6, plen 4, op 1 (request)
-    buf.extend_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 1]);
-    buf.extend_from_slice(&PEER_MAC);
-    buf.extend_from_slice(&sender.octets());
-    buf.extend_from_slice(&[0; 6]);
-    buf.extend_from_slice(&target.octets());
+    let arp = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr: EthernetAddress(PEER_MAC),
+        source_protocol_addr: sender,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: target,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress(PEER_MAC),
+        dst_addr: EthernetAddress::BROADCAST,
+        ethertype: EthernetProtocol::Arp,
+    };
+    let mut buf = vec![0u8; eth.buffer_len() + arp.buffer_len()];
+    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut frame);
+    arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
     buf
 }
 
 /// An ICMPv4 echo request from `src` to `dst`.
 pub fn icmp_echo_v4(src: Ipv4Addr, dst: Ipv4Addr, ident: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(14 + 20 + 8 + payload.len());
-    ethernet(&mut buf, ETH_IPV4);
-    ipv4(&mut buf, src, dst, 1, 8 + payload.len());
-    let l4 = buf.len();
-    buf.extend_from_slice(&[8, 0, 0, 0]);
-    buf.extend_from_slice(&ident.to_be_bytes());
-    buf.extend_from_slice(&seq.to_be_bytes());
-    buf.extend_from_slice(payload);
-    let sum = checksum::checksum(&buf[l4..]);
-    buf[l4 + 2..l4 + 4].copy_from_slice(&sum.to_be_bytes());
+    let icmp = Icmpv4Repr::EchoRequest {
+        ident,
+        seq_no: seq,
+        data: payload,
+    };
+    let mut buf = Vec::new();
+    let message = eth_ipv4(&mut buf, src, dst, IpProtocol::Icmp, icmp.buffer_len());
+    icmp.emit(
+        &mut Icmpv4Packet::new_unchecked(message),
+        &ChecksumCapabilities::default(),
+    );
     buf
 }
 
 /// Turn a received Ethernet/IPv4 UDP or TCP frame into its reply, in place: swap the MAC
 /// addresses, the IPv4 addresses and the ports. The checksums stay valid (the sums are
 /// commutative), so an echo server or a test responder needs no recomputation. Returns
-/// `false` (and leaves the frame unchanged) if it is not an untagged IPv4 frame with a
-/// complete UDP or TCP port pair.
+/// `false` (and leaves the frame unchanged) if it is not an untagged IPv4 frame (as
+/// smoltcp's `EthernetFrame` and `Ipv4Packet` check it) with a complete UDP or TCP port
+/// pair.
 pub fn swap_endpoints_v4(frame: &mut [u8]) -> bool {
-    if frame.len() < 14 + 20 || frame[12..14] != ETH_IPV4 || frame[14] >> 4 != 4 {
+    let Ok(mut eth) = EthernetFrame::new_checked(frame) else {
+        return false;
+    };
+    if eth.ethertype() != EthernetProtocol::Ipv4 {
         return false;
     }
-    let ihl = usize::from(frame[14] & 0x0f) * 4;
-    let l4 = 14 + ihl;
-    if ihl < 20 || frame.len() < l4 + 4 || !matches!(frame[14 + 9], 6 | 17) {
+    let (src_mac, dst_mac) = (eth.src_addr(), eth.dst_addr());
+    let Ok(mut ip) = Ipv4Packet::new_checked(eth.payload_mut()) else {
+        return false;
+    };
+    if ip.version() != 4 || !matches!(ip.next_header(), IpProtocol::Udp | IpProtocol::Tcp) {
         return false;
     }
-    for i in 0..6 {
-        frame.swap(i, 6 + i);
-    }
-    for i in 0..4 {
-        frame.swap(14 + 12 + i, 14 + 16 + i);
-    }
-    for i in 0..2 {
-        frame.swap(l4 + i, l4 + 2 + i);
-    }
+    // UDP and TCP both start with the source port and the destination port.
+    let Some(ports) = ip.payload_mut().get_mut(..4) else {
+        return false;
+    };
+    ports.rotate_left(2);
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    ip.set_src_addr(dst);
+    ip.set_dst_addr(src);
+    eth.set_src_addr(dst_mac);
+    eth.set_dst_addr(src_mac);
     true
 }
 
@@ -241,6 +298,10 @@ mod tests {
         assert_eq!(verify(&f, &classify(&f)), Ok(()));
         let mut short = [0u8; 20];
         assert!(!swap_endpoints_v4(&mut short));
+        // An IPv4 total length beyond the frame: smoltcp's view refuses it.
+        let mut truncated = udp_v4(sa("10.0.0.1:5000"), sa("10.0.0.2:53"), b"odd");
+        truncated.pop();
+        assert!(!swap_endpoints_v4(&mut truncated));
         let mut arp = arp_request(Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST);
         assert!(!swap_endpoints_v4(&mut arp));
     }
