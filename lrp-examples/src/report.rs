@@ -10,10 +10,12 @@ use lrp_net::stack::SocketStats;
 /// charged to the socket (nanoseconds per packet and percent of one core).
 pub fn rate_line(prev: &SocketStats, cur: &SocketStats, dt: Duration) -> String {
     let secs = dt.as_secs_f64().max(1e-9);
-    let pkts = cur.packets.saturating_sub(prev.packets);
-    let bytes = cur.bytes.saturating_sub(prev.bytes);
+    let pkts = cur.rx_packets.saturating_sub(prev.rx_packets);
+    let bytes = cur.rx_bytes.saturating_sub(prev.rx_bytes);
     let early = cur.early_discards.saturating_sub(prev.early_discards);
-    let late = cur.late_drops.saturating_sub(prev.late_drops);
+    let late = cur
+        .endpoint_full_drops
+        .saturating_sub(prev.endpoint_full_drops);
     let bad = (cur.bad_checksum + cur.malformed).saturating_sub(prev.bad_checksum + prev.malformed);
     let cpu = cur.cpu_ns.saturating_sub(prev.cpu_ns);
     let ns_per_pkt = cpu.checked_div(pkts).unwrap_or(0);
@@ -62,23 +64,19 @@ mod tests {
 
     #[test]
     fn rate_line_reports_deltas() {
-        use lrp_net::sim::{build, SimConfig};
+        use lrp_net::sim::SimConfig;
         use lrp_net::stack::{Stack, StackConfig};
         use lrp_net::{Nic, NicConfig};
         let (nic, peer) = Nic::sim(SimConfig::new(NicConfig::default().frame_count(512))).unwrap();
-        let stack = Stack::new(
-            nic,
-            StackConfig::new("10.0.0.2".parse().unwrap(), 24).mac(build::LOCAL_MAC),
-        )
-        .unwrap();
+        let stack = Stack::new(nic, StackConfig::new("10.0.0.2".parse().unwrap(), 24)).unwrap();
         let sock = stack.udp_bind("10.0.0.2:9".parse().unwrap(), 16).unwrap();
         let before = sock.stats();
         for _ in 0..4 {
-            peer.inject(&build::udp_v4(
+            peer.send_udp(
                 "10.0.0.1:1".parse().unwrap(),
                 "10.0.0.2:9".parse().unwrap(),
                 &[0; 83],
-            ));
+            );
         }
         let mut buf = [0u8; 128];
         for _ in 0..4 {

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lrp_net::sim::{build, SimConfig, SimPeer};
+use lrp_net::sim::{SimConfig, SimPeer, PEER_MAC};
 use lrp_net::stack::{Stack, StackConfig};
-use lrp_net::{Mode, Nic, NicConfig};
+use lrp_net::{EthernetAddress, Mode, Nic, NicConfig};
 
 use crate::http::{fetch, serve_connection, ServerConfig};
 use crate::object::{self, ObjectSource};
@@ -58,14 +58,10 @@ fn pair(mode: Mode) -> (Stack, Stack, Wire) {
     };
     let (na, pa) = nic();
     let (nb, pb) = nic();
-    let server = Stack::new(
-        na,
-        StackConfig::new("10.0.0.2".parse().unwrap(), 24).mac(build::LOCAL_MAC),
-    )
-    .unwrap();
+    let server = Stack::new(na, StackConfig::new("10.0.0.2".parse().unwrap(), 24)).unwrap();
     let client = Stack::new(
         nb,
-        StackConfig::new("10.0.0.1".parse().unwrap(), 24).mac(build::PEER_MAC),
+        StackConfig::new("10.0.0.1".parse().unwrap(), 24).mac(EthernetAddress(PEER_MAC)),
     )
     .unwrap();
     (server, client, bridge(pa, pb))
@@ -93,7 +89,7 @@ fn objects_of_every_bench_size_and_one_mib_survive_lrp_tcp_in_every_mode() {
         let to: SocketAddr = "10.0.0.2:80".parse().unwrap();
         let limit = Duration::from_secs(20);
         // Keep-alive: every size on one connection.
-        let mut s = client.tcp_connect(to, limit).unwrap();
+        let mut s = client.tcp_connect_timeout(to, limit).unwrap();
         s.set_read_timeout(Some(limit)).unwrap();
         for &size in object::BENCH_SIZES.iter().chain(&[1 << 20]) {
             let r = fetch(&mut s, "10.0.0.2", &format!("/obj/{size}"), true, 2 << 20).unwrap();
@@ -104,7 +100,7 @@ fn objects_of_every_bench_size_and_one_mib_survive_lrp_tcp_in_every_mode() {
         s.close(limit).unwrap();
         // Connection: close, one connection per object (HTTP/1.0 style, like the bench).
         for &size in object::BENCH_SIZES.iter().chain(&[1 << 20]) {
-            let mut s = client.tcp_connect(to, limit).unwrap();
+            let mut s = client.tcp_connect_timeout(to, limit).unwrap();
             s.set_read_timeout(Some(limit)).unwrap();
             let r = fetch(&mut s, "10.0.0.2", &format!("/obj/{size}"), false, 2 << 20).unwrap();
             assert_eq!(r.head.status, 200);

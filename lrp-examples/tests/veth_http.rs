@@ -338,16 +338,17 @@ fn parse_wrk(out: &str) -> (u64, Vec<String>) {
 /// connection. Every request must succeed.
 fn backlog_run(config: NicConfig, concurrent: usize, wrk: bool) {
     const SEQUENTIAL: usize = 200;
-    let (mode, slots) = (config.get_mode(), config.get_ni_slots());
+    let (mode, slots) = (config.mode, config.ni_slots);
     let net = network();
     let local = net.local();
-    let (ifname, ip, mac) = (local.ifname().to_owned(), local.ipv4(), local.mac());
+    let (ifname, ip) = (local.ifname().to_owned(), local.ipv4());
     let stack = local
         .ns()
         .run(move || -> Result<Stack, String> {
             let nic =
                 Nic::open(&ifname, config).map_err(|e| format!("Nic::open({ifname}): {e}"))?;
-            Stack::new(nic, StackConfig::new(ip, 24).mac(mac)).map_err(|e| e.to_string())
+            // The stack takes the interface's MAC address and MTU from the NIC.
+            Stack::new(nic, StackConfig::new(ip, 24)).map_err(|e| e.to_string())
         })
         .expect("a thread in the local namespace")
         .unwrap_or_else(|e| panic!("{e}"));

@@ -88,7 +88,7 @@ fn join(h: JoinHandle<Result<UdpSendReport, TestNetError>>) -> UdpSendReport {
 }
 
 fn udp_listener(net: &TestNet, port: u16) -> Rule {
-    Rule::listener(Proto::Udp, IpAddr::V4(net.local().ipv4()), port).into()
+    Rule::listener(Proto::Udp, IpAddr::V4(net.local().ipv4()), port)
 }
 
 /// Checks received datagrams: to `port`, valid checksums (verified here, in userspace),

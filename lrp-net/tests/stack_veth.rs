@@ -767,10 +767,7 @@ fn soft_channels_block_in_read_with_many_feeders_and_are_served() {
     let _serial = serial();
     const CONNS: usize = 12;
     const IDLE: Duration = Duration::from_millis(400);
-    let v = Veth::open_nic(
-        NicConfig::default().mode(Mode::NiLrp).ni_slots(4),
-        |c| c,
-    );
+    let v = Veth::open_nic(NicConfig::default().mode(Mode::NiLrp).ni_slots(4), |c| c);
     // Four NI channels take every slot, and each is a feeder (a listener or host rule):
     // the host channel, two UDP sockets and the TCP listener.
     let _u1 = v.stack.udp_bind(v.addr(7), 16).unwrap();
@@ -811,7 +808,10 @@ fn soft_channels_block_in_read_with_many_feeders_and_are_served() {
     });
 
     let mut clients: Vec<LinuxTcpStream> = (0..CONNS)
-        .map(|i| v.peer_connect(80).unwrap_or_else(|e| panic!("connect #{i}: {e}")))
+        .map(|i| {
+            v.peer_connect(80)
+                .unwrap_or_else(|e| panic!("connect #{i}: {e}"))
+        })
         .collect();
     // Every accepted connection beyond the slots has a soft channel.
     let end = Instant::now() + Duration::from_secs(10);

@@ -515,7 +515,7 @@ fn run_nic(net: &TestNet, o: &Options, mode: Mode) -> Result<Run, String> {
     let (mut first, mut last) = (None, start);
     loop {
         frames.clear();
-        let n = ch.recv_batch(256, &mut frames);
+        let n = ch.try_recv_batch(256, &mut frames);
         let now = Instant::now();
         if n > 0 {
             received += n as u64;
@@ -545,7 +545,7 @@ fn run_nic(net: &TestNet, o: &Options, mode: Mode) -> Result<Run, String> {
         drops: s.gate_drops
             + s.ring_full_drops
             + s.kernel_drops
-            + s.early_discards
+            + s.soft_discards
             + s.endpoint_full_drops
             + b.rx_no_buffer
             + b.rx_ring_full
@@ -555,7 +555,7 @@ fn run_nic(net: &TestNet, o: &Options, mode: Mode) -> Result<Run, String> {
             "gate {} ring-full {} early {} endpoint {} no-buffer {} shared-ring-full {}",
             s.gate_drops,
             s.ring_full_drops + s.kernel_drops,
-            s.early_discards,
+            s.soft_discards,
             s.endpoint_full_drops,
             b.rx_no_buffer,
             b.rx_ring_full

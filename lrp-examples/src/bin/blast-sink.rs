@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use lrp_examples::net::NetOpts;
 use lrp_examples::report::rate_line;
-use lrp_net::sim::build;
 
 /// Receive and discard a UDP flood, print per-second statistics.
 ///
@@ -63,7 +62,7 @@ fn main() {
         let SocketAddr::V4(dst) = local else {
             fail("IPv4 only")
         };
-        let frame = build::udp_v4(
+        let frame = peer.udp_frame(
             "10.0.0.1:5000".parse().unwrap_or_else(|_| fail("addr")),
             dst,
             &vec![0u8; size],
@@ -113,9 +112,9 @@ fn main() {
             let s = sock.stats();
             println!(
                 "total: {} packets, {} early discards, {} late drops, {} bad, cpu {} ms",
-                s.packets,
+                s.rx_packets,
                 s.early_discards,
-                s.late_drops,
+                s.endpoint_full_drops,
                 s.bad_checksum + s.malformed,
                 s.cpu_ns / 1_000_000
             );

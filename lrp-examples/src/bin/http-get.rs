@@ -85,7 +85,7 @@ fn main() {
             Some(s) => s,
             None => {
                 let s = stack
-                    .tcp_connect(server, timeout)
+                    .tcp_connect_timeout(server, timeout)
                     .unwrap_or_else(|e| fail(&format!("connect {server}: {e}")));
                 let _ = s.set_nodelay(true);
                 let _ = s.set_read_timeout(Some(timeout));

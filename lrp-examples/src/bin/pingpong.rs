@@ -13,7 +13,7 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, ValueEnum};
 use lrp_examples::net::NetOpts;
 use lrp_examples::report::percentiles;
-use lrp_net::sim::{build, SimPeer};
+use lrp_net::sim::SimPeer;
 use lrp_net::stack::UdpSocket;
 
 /// What this run of pingpong does.
@@ -184,15 +184,13 @@ fn sim_client(peer: &SimPeer, server: SocketAddrV4, count: u32, size: usize) {
     for seq in 0..u64::from(count) {
         payload[..8].copy_from_slice(&seq.to_be_bytes());
         let t0 = Instant::now();
-        peer.inject(&build::udp_v4(client, server, &payload));
+        peer.send_udp(client, server, &payload);
         let deadline = t0 + Duration::from_secs(1);
         let mut done = false;
         while !done && Instant::now() < deadline {
             peer.drain_tx(|f| {
-                if f.len() >= build::UDP_V4_HEADER_LEN + 8
-                    && f[build::UDP_V4_HEADER_LEN..build::UDP_V4_HEADER_LEN + 8]
-                        == seq.to_be_bytes()
-                {
+                // The echo carries our payload (its sequence number first) at its end.
+                if f.ends_with(&payload) {
                     done = true;
                 }
             });

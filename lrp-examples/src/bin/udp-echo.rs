@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use lrp_examples::net::NetOpts;
-use lrp_net::sim::{build, SimPeer};
+use lrp_net::sim::SimPeer;
 
 /// UDP echo server on lrp: every datagram goes back to its sender.
 ///
@@ -86,16 +86,14 @@ fn sim_client(peer: &SimPeer, server: SocketAddr, count: u32) {
     let start = Instant::now();
     for i in 0..count {
         let payload = format!("echo {i}");
-        if !peer.inject(&build::udp_v4(client, server, payload.as_bytes())) {
+        if !peer.send_udp(client, server, payload.as_bytes()) {
             fail("the simulated NIC dropped a request");
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut echoed = false;
         while !echoed {
             peer.drain_tx(|f| {
-                if f.len() >= build::UDP_V4_HEADER_LEN
-                    && f[build::UDP_V4_HEADER_LEN..] == *payload.as_bytes()
-                {
+                if f.ends_with(payload.as_bytes()) {
                     echoed = true;
                 }
             });

@@ -19,24 +19,30 @@ use crate::pool::Frame;
 use crate::rule::Rule;
 use crate::sys;
 
+/// An endpoint's handle on its NI channel: receive the frames its rules select, transmit
+/// frames, read its statistics. `Send + Sync`; dropping it closes the channel.
+///
+/// A forwarding application (the director) takes frames from its channels, rewrites
+/// them in place and transmits them without a copy:
 ///
 /// ```
-/// use lrp_net::{Mode, Nic, NicConfig, Rule};
-/// use lrp_net::sim::{build, SimConfig};
-/// use lrp_core::flow::Proto;
+/// use lrp_net::sim::SimConfig;
+/// use lrp_net::{Nic, NicConfig, Proto, Rule};
 ///
 /// let (nic, peer) = Nic::sim(SimConfig::new(NicConfig::default().frame_count(128)))?;
 /// let ch = nic.channel(Rule::listener(Proto::Udp, None, 7), 32)?;
-/// peer.inject(&build::udp_v4("10.0.0.1:1234".parse()?, "10.0.0.2:7".parse()?, b"echo me"));
+/// peer.send_udp("10.0.0.1:1234".parse()?, "10.0.0.2:7".parse()?, b"reflect me");
 ///
-/// // An echo server: swap the addresses in place and send the same frame back.
-/// let mut frame = ch.try_recv().unwrap();
-/// build::swap_endpoints_v4(&mut frame);
+/// // A reflector: swap the Ethernet addresses in place and send the frame back.
+/// let mut frame = ch.try_recv().expect("demultiplexed here");
+/// let (dst, src) = frame.split_at_mut(6);
+/// dst.swap_with_slice(&mut src[..6]);
 /// ch.transmit(frame)?;
 ///
 /// let sent = peer.take_tx();
 /// assert_eq!(sent.len(), 1);
-/// assert_eq!(&sent[0][42..], b"echo me");
+/// assert!(sent[0].ends_with(b"reflect me"));
+/// println!("{}", ch.stats()); // channel 0: rx 1 pkts 52 B, tx 1 pkts 52 B, ...
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Channel {
@@ -78,9 +84,9 @@ impl Channel {
     /// Add a rule to this channel (for example an exact rule for a flow the endpoint
     /// accepted, or the solicited-node address of a host channel).
     ///
-    /// Errors: [`Error::RuleInUse`] if another channel owns the rule,
-    /// [`Error::InvalidRule`] for a SYN rule on UDP or a wider rule on a soft channel, and
-    /// the NIC's refusal (a full BPF map) as [`Error::Xdp`].
+    /// Errors: [`Error::RuleInUse`](crate::Error::RuleInUse) if another channel owns the rule,
+    /// [`Error::InvalidRule`](crate::Error::InvalidRule) for a SYN rule on UDP or a wider rule on a soft channel, and
+    /// the NIC's refusal (a full BPF map) as [`Error::Xdp`](crate::Error::Xdp).
     pub fn add_rule(&self, rule: Rule) -> Result<()> {
         self.nic.inner.add_rule(&self.shared, rule)
     }
@@ -247,7 +253,7 @@ impl Channel {
     /// ([`is_soft`](Self::is_soft)) also sleeps on the rings its frames arrive in — one
     /// descriptor for all of them, however many — and its step moves them over.
     ///
-    /// Errors: only a failing `poll(2)` ([`Error::Io`]).
+    /// Errors: only a failing `poll(2)` ([`Error::Io`](crate::Error::Io)).
     pub fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
         let inner = &self.nic.inner;
         let deadline = deadline(timeout);
@@ -359,7 +365,7 @@ impl Channel {
 
     /// Transmit a frame as it is (zero copy: the chunk goes to the TX ring), e.g. a frame
     /// received here and rewritten in place. If the TX ring is full the frame is dropped,
-    /// counted, and [`Error::TxFull`] returned.
+    /// counted, and [`Error::TxFull`](crate::Error::TxFull) returned.
     pub fn transmit(&self, frame: Frame) -> Result<()> {
         if !self.nic.inner.pool.owns(&frame) {
             return Err(Error::ForeignFrame);

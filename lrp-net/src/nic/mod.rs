@@ -24,7 +24,7 @@
 //! frames to the pool and posts free frames for reception. At most one thread runs it at
 //! a time (a lock). Either a dedicated thread calls it in a loop (with
 //! [`Nic::wait_rx`] to sleep while idle), or nobody does and the receivers run it
-//! themselves: [`Channel::recv`] runs it when its own channel is empty and
+//! themselves: [`Channel::try_recv`] runs it when its own channel is empty and
 //! [`Channel::wait`] runs it before blocking, each only if no other thread is running it
 //! (a `try_lock`), so receivers never wait for each other. In the LRP modes the step is
 //! cheap (a classification and a lookup per frame); the protocol work happens later, on
@@ -198,9 +198,9 @@ impl Nic {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] for a bad configuration (a frame area that is not a
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a bad configuration (a frame area that is not a
     /// whole number of pages: with 2048-byte frames the count must be even);
-    /// [`Error::Pool`] if the frame area cannot be mapped; otherwise [`Error::Xdp`] with
+    /// [`Error::Pool`](crate::Error::Pool) if the frame area cannot be mapped; otherwise [`Error::Xdp`](crate::Error::Xdp) with
     /// the AF_XDP layer's reason and what to do about it: missing privileges
     /// ([`XdpError::PermissionDenied`](crate::xdp::XdpError::PermissionDenied) names the
     /// capability), no such interface in this thread's namespace, XDP not supported in the
@@ -211,8 +211,7 @@ impl Nic {
     /// on the interface.
     ///
     /// ```no_run
-    /// use lrp_net::{Mode, Nic, NicConfig, Rule, XdpAttach};
-    /// use lrp_core::flow::Proto;
+    /// use lrp_net::{Mode, Nic, NicConfig, Proto, Rule, XdpAttach};
     ///
     /// let config = NicConfig::default().mode(Mode::NiLrp).attach(XdpAttach::Skb);
     /// let nic = Nic::open("eth0", config)?;
@@ -328,17 +327,17 @@ impl Nic {
     /// listener's, the SYN or the host channel); whoever takes frames from that ring — its
     /// receiver, or the poll step that the soft channel's own `recv`/`wait` run — moves
     /// them to the soft channel first, discarding early (counted as
-    /// [`DropReason::SoftDiscard`]) when it is full. A soft channel keeps early
+    /// [`DropReason::SoftDiscard`](crate::DropReason::SoftDiscard)) when it is full. A soft channel keeps early
     /// demultiplexing, its own queue, lazy processing and accounting; what it loses is
     /// the NIC's gate (its frames are copied before they can be discarded) and, since its
     /// frames share the claiming channel's ring, some isolation from that channel.
     /// Its rules can only be exact rules. A soft channel is opened only if a listener or
     /// host rule of an NI channel claims the flow in the NIC; otherwise, and for other
-    /// rules, the call fails with [`Error::NoChannelSlot`].
+    /// rules, the call fails with [`Error::NoChannelSlot`](crate::Error::NoChannelSlot).
     ///
-    /// Errors: [`Error::RuleInUse`] if another channel owns the rule,
-    /// [`Error::InvalidRule`] for a SYN rule on UDP, [`Error::InvalidConfig`] for a zero
-    /// capacity, [`Error::NoChannelSlot`] if an NI-LRP backend has no slot left and the
+    /// Errors: [`Error::RuleInUse`](crate::Error::RuleInUse) if another channel owns the rule,
+    /// [`Error::InvalidRule`](crate::Error::InvalidRule) for a SYN rule on UDP, [`Error::InvalidConfig`](crate::Error::InvalidConfig) for a zero
+    /// capacity, [`Error::NoChannelSlot`](crate::Error::NoChannelSlot) if an NI-LRP backend has no slot left and the
     /// channel cannot be soft (see above).
     pub fn channel(&self, rule: Rule, capacity: usize) -> Result<Channel> {
         let shared = self.inner.open_channel(rule, capacity)?;

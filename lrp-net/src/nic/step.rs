@@ -12,7 +12,7 @@
 //! one-pass [`classify`] and a [`Demux`](lrp_core::demux::Demux) lookup — and pushes the
 //! frame to its endpoint's [`NiChannel`](lrp_core::channel::NiChannel). When that channel
 //! is full the frame is discarded at once (its chunk goes straight back to the pool) and
-//! counted on the endpoint as [`DropReason::SoftDiscard`]: no checksum, no protocol work
+//! counted on the endpoint as [`DropReason::SoftDiscard`](crate::DropReason::SoftDiscard): no checksum, no protocol work
 //! was spent on it. Checksums and protocol processing happen later, when the endpoint's
 //! owner receives, on its thread.
 //!
@@ -21,7 +21,7 @@
 //! to blame), and the "software interrupt" half does the protocol work for every queued
 //! frame — classification, checksum verification ([`lrp_core::wire::verify`]), lookup —
 //! before queueing it to its endpoint, where it is dropped if the endpoint's queue is
-//! full ([`DropReason::EndpointFull`]), after the work was spent. The CPU time is charged
+//! full ([`DropReason::EndpointFull`](crate::DropReason::EndpointFull)), after the work was spent. The CPU time is charged
 //! to the NIC, not to the endpoint it was spent for: the eager path cannot tell.
 //!
 //! **NI-LRP soft channels** ([`divert`], [`service_ni`]). When the NIC has no slot left

@@ -287,17 +287,17 @@ pub struct GenReport {
 /// number `seq` into `buf` (cleared before each call).
 ///
 /// ```
-/// use lrp_net::{Nic, NicConfig, Rule};
-/// use lrp_net::sim::{build, SimConfig, TrafficGen};
-/// use lrp_core::flow::Proto;
+/// use lrp_net::sim::{SimConfig, TrafficGen};
+/// use lrp_net::{Nic, NicConfig, Proto, Rule};
 /// use std::net::SocketAddrV4;
 ///
 /// let (nic, peer) = Nic::sim(SimConfig::new(NicConfig::default().frame_count(512)))?;
 /// let ch = nic.channel(Rule::listener(Proto::Udp, None, 9000), 1024)?;
 /// // 4 ticks of 50 frames from random source ports; the receiver drains between ticks.
-/// let mut gen = TrafficGen::new(42, |rng, _seq, buf| {
+/// let wire = peer.clone();
+/// let mut gen = TrafficGen::new(42, move |rng, _seq, buf| {
 ///     let src = SocketAddrV4::new([10, 0, 0, 1].into(), 1024 + rng.below(1000) as u16);
-///     build::udp_v4_into(buf, src, "10.0.0.2:9000".parse().unwrap(), b"x");
+///     buf.extend_from_slice(&wire.udp_frame(src, "10.0.0.2:9000".parse().unwrap(), b"x"));
 /// });
 /// let mut got = Vec::new();
 /// let report = gen.run(&peer, 4, 50, |_tick| {

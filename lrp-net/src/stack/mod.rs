@@ -787,20 +787,19 @@ impl Drop for Threads {
 /// [module docs](self) for the design.
 ///
 /// ```
-/// use lrp_net::{Mode, Nic, NicConfig};
-/// use lrp_net::sim::{build, SimConfig};
-/// use lrp_net::stack::{Stack, StackConfig};
+/// use lrp_net::sim::SimConfig;
+/// use lrp_net::{Nic, NicConfig, Stack, StackConfig};
 ///
 /// let (nic, peer) = Nic::sim(SimConfig::new(NicConfig::default().frame_count(512)))?;
-/// let stack = Stack::new(nic, StackConfig::new("10.0.0.2".parse()?, 24).mac(build::LOCAL_MAC))?;
+/// let stack = Stack::new(nic, StackConfig::new("10.0.0.2".parse()?, 24))?;
 /// let sock = stack.udp_bind("10.0.0.2:9000".parse()?, 64)?;
 ///
-/// peer.inject(&build::udp_v4("10.0.0.1:5000".parse()?, "10.0.0.2:9000".parse()?, b"ping"));
+/// peer.send_udp("10.0.0.1:5000".parse()?, "10.0.0.2:9000".parse()?, b"ping");
 /// let mut buf = [0u8; 64];
 /// let (n, from) = sock.recv_from(&mut buf)?; // verification + UDP processing run here
 /// assert_eq!((&buf[..n], from), (&b"ping"[..], "10.0.0.1:5000".parse()?));
 /// sock.send_to(b"pong", from)?;
-/// assert_eq!(sock.stats().packets, 1);
+/// assert_eq!(sock.stats().rx_packets, 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]

@@ -721,16 +721,14 @@ impl TcpListener {
         inner.claim_tcp_listen(port)?;
         let ip = inner.cfg.ip;
         let capacity = (2 * backlog).max(64);
-        let channel = match inner.channel(
-            Rule::listener(Proto::Tcp, IpAddr::V4(ip), port).into(),
-            capacity,
-        ) {
-            Ok(c) => c,
-            Err(e) => {
-                inner.release_tcp_listen(port);
-                return Err(e);
-            }
-        };
+        let channel =
+            match inner.channel(Rule::listener(Proto::Tcp, IpAddr::V4(ip), port), capacity) {
+                Ok(c) => c,
+                Err(e) => {
+                    inner.release_tcp_listen(port);
+                    return Err(e);
+                }
+            };
         let shared = Arc::new(ListenerShared {
             stack: Arc::clone(inner),
             channel,

@@ -70,16 +70,14 @@ impl UdpSocket {
         let port = inner.local_port(addr)?;
         let port = inner.claim_udp(port)?;
         let ip = inner.cfg.ip;
-        let channel = match inner.channel(
-            Rule::listener(Proto::Udp, IpAddr::V4(ip), port).into(),
-            capacity,
-        ) {
-            Ok(c) => c,
-            Err(e) => {
-                inner.release_udp(port);
-                return Err(e);
-            }
-        };
+        let channel =
+            match inner.channel(Rule::listener(Proto::Udp, IpAddr::V4(ip), port), capacity) {
+                Ok(c) => c,
+                Err(e) => {
+                    inner.release_udp(port);
+                    return Err(e);
+                }
+            };
         // LRP: a receive processes at most `udp_batch` frames ahead. EAGER: the socket
         // buffer is the endpoint queue where the baseline drops, as large as the channel.
         let slots = if inner.lazy() {

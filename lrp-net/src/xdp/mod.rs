@@ -22,7 +22,8 @@
 //! [`Nic::open`](crate::Nic::open) puts these together behind the [`Nic`](crate::Nic) /
 //! [`Channel`](crate::Channel) API (the AF_XDP backend, `backend/af_xdp.rs`); the types here are the
 //! raw layer, for tools and tests that drive sockets and maps directly.
-//! [`baseline::rx_drop`] is the receive-and-drop loop used as a throughput baseline.
+//! With the `testing` feature, `baseline::rx_drop` is the receive-and-drop loop used as
+//! a throughput baseline.
 //!
 //! # Setup order (raw layer)
 //!
