@@ -9,10 +9,8 @@ set -euo pipefail
 mode="${1:-ni}"
 secs="${2:-5}"
 [ "$(id -u)" = 0 ] || { echo "run as root (AF_XDP and network namespaces need it)" >&2; exit 1; }
-for t in ip ethtool curl wrk; do
-  command -v "$t" >/dev/null || { echo "missing $t (apt-get install iproute2 ethtool curl wrk)" >&2; exit 1; }
-done
 cd "$(dirname "$0")/../.."
+bash scripts/setup-debian.sh
 cargo build --release -q -p lrp-examples --bin http-server
 bin="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/http-server"
 
