@@ -15,6 +15,12 @@
 //! Every binary parses its command line with `clap` (`--help` lists the options; a bad
 //! argument exits with status 2 and clap's message).
 //!
+//! To learn the library, read `examples/` first: each is under 60 lines, uses only
+//! `lrp_net`'s public API and shows one entry point end to end — `udp_echo`
+//! (`Nic::open` → `Stack::new` → `udp_bind` → `recv_from` → `stats`), `tcp_hello`
+//! (`tcp_listen` → `accept`), `raw_channel` (a demux `Rule` → `Nic::channel` → rewrite in
+//! place → `transmit`) and `sim_udp` (the simulated NIC, no root).
+//!
 //! The reusable parts live here, with unit tests: [`http`] (request routing, serving a
 //! connection, a client; message heads are parsed by `httparse`), [`object`] (the
 //! deterministic object bodies), [`net`] (the common network options, a `clap`

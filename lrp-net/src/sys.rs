@@ -1,5 +1,10 @@
 //! The few system calls the channel layer needs: `eventfd`, `epoll` (as one pollable
-//! readiness source for a set of descriptors), `poll` and the thread CPU clock. Every call goes through this module (one of lrp-net's named `unsafe` modules),
+//! readiness source for a set of descriptors), `poll` and the thread CPU clock.
+//!
+//! Hand-written over `libc` rather than taken from `mio`/`polling`/`nix`: the waits need
+//! exactly these calls with sub-millisecond `ppoll` timeouts, an epoll set nested inside
+//! that `ppoll`, and no allocation per wait; a reactor crate would own the waiting
+//! instead, and four thin wrappers do not justify another dependency. Every call goes through this module (one of lrp-net's named `unsafe` modules),
 //! so the rest of the crate stays safe.
 
 use std::io;
