@@ -15,6 +15,8 @@
 //!   and wrk keeps 48 connections open, so that soft channels open and slots are freed
 //!   and taken again all through its run.
 //! * Client direction: the `http-get` binary fetches a file from nginx, in every mode.
+//! * The teaching examples (`examples/udp_echo.rs`, `examples/tcp_hello.rs`) serve a Linux
+//!   UDP client and curl.
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream as LinuxTcpStream};
@@ -568,4 +570,107 @@ fn wrk_output_is_parsed() {
     assert_eq!(n, 12345);
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert_eq!(parse_wrk("unable to connect").0, 0);
+}
+
+/// A teaching example (`examples/NAME.rs`), as `cargo test` builds it beside this test.
+fn example(name: &str) -> String {
+    let exe = std::env::current_exe().expect("test executable");
+    // target/<profile>/deps/veth_http-HASH -> target/<profile>/examples/NAME
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("examples").join(name))
+        .expect("target directory");
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo test --workspace` builds the examples (or run \
+         `cargo build -p lrp-examples --examples` first)",
+        path.display()
+    );
+    path.display().to_string()
+}
+
+#[test]
+fn teaching_examples_serve_linux_peers() {
+    if !testnet::require("teaching_examples_serve_linux_peers") {
+        return;
+    }
+    let _serial = serial();
+    let net = network();
+    let ip = net.local().ipv4();
+    let ip_arg = ip.to_string();
+    // udp_echo: a Linux UDP client gets its datagrams back (retried while the example
+    // starts; bounded).
+    {
+        let _echo = Background::start(
+            net.local().ns(),
+            &example("udp_echo"),
+            &[
+                "--iface",
+                net.local().ifname(),
+                "--addr",
+                &ip_arg,
+                "--port",
+                "7",
+            ],
+            None,
+        );
+        let to = SocketAddr::from((ip, 7));
+        let peer_ip = net.peer().ipv4();
+        let echoed = net
+            .peer()
+            .ns()
+            .run(move || -> std::io::Result<usize> {
+                let s = std::net::UdpSocket::bind((peer_ip, 0))?;
+                s.set_read_timeout(Some(Duration::from_millis(200)))?;
+                let mut buf = [0u8; 64];
+                let mut echoed = 0;
+                let end = Instant::now() + Duration::from_secs(15);
+                let mut i = 0u32;
+                // Datagrams sent before the example was up may wait in the kernel's ARP
+                // queue and be answered late: count every echo of any datagram sent.
+                while echoed < 5 && Instant::now() < end {
+                    s.send_to(format!("datagram {i}").as_bytes(), to)?;
+                    i += 1;
+                    while let Ok((n, from)) = s.recv_from(&mut buf) {
+                        let sent = std::str::from_utf8(&buf[..n])
+                            .ok()
+                            .and_then(|m| m.strip_prefix("datagram "))
+                            .and_then(|k| k.parse::<u32>().ok())
+                            .is_some_and(|k| k < i);
+                        if from == to && sent {
+                            echoed += 1;
+                        }
+                    }
+                }
+                Ok(echoed)
+            })
+            .expect("a thread in the peer namespace")
+            .expect("peer UDP socket");
+        assert_eq!(echoed, 5, "udp_echo example echoed");
+    }
+    // tcp_hello: curl gets its greeting.
+    {
+        let _hello = Background::start(
+            net.local().ns(),
+            &example("tcp_hello"),
+            &[
+                "--iface",
+                net.local().ifname(),
+                "--addr",
+                &ip_arg,
+                "--port",
+                "8080",
+            ],
+            None,
+        );
+        wait_for_tcp(net.peer().ns(), SocketAddr::from((ip, 8080)));
+        let url = format!("http://{ip}:8080/");
+        let body = exec(
+            net.peer().ns(),
+            "curl",
+            &["-sS", "--fail", "-0", "--max-time", "10", &url],
+        );
+        assert!(body.starts_with("hello "), "tcp_hello answered {body:?}");
+    }
 }
