@@ -183,6 +183,35 @@ impl NetOpts {
     }
 }
 
+/// The checks every binary's command line gets in its tests: `--help` renders (clap's
+/// own consistency checks pass) and lists `options`, and each of `bad` fails with its
+/// clap error kind and exit status 2.
+pub fn check_command_line<C: clap::Parser>(
+    options: &[&str],
+    bad: &[(&[&str], clap::error::ErrorKind)],
+) {
+    use clap::error::ErrorKind;
+    C::command().debug_assert();
+    let mut command = C::command();
+    let name = command.get_name().to_owned();
+    let help = command.render_long_help().to_string();
+    for option in options {
+        assert!(help.contains(option), "{option} missing from:\n{help}");
+    }
+    let parse = |args: &[&str]| {
+        C::try_parse_from(std::iter::once(name.as_str()).chain(args.iter().copied()))
+    };
+    let e = parse(&["--help"]).err().expect("--help stops parsing");
+    assert_eq!((e.kind(), e.exit_code()), (ErrorKind::DisplayHelp, 0));
+    for (args, kind) in bad {
+        let e = parse(args)
+            .err()
+            .unwrap_or_else(|| panic!("{args:?} accepted"));
+        assert_eq!(e.kind(), *kind, "{args:?}: {e}");
+        assert_eq!(e.exit_code(), 2, "{args:?}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::error::ErrorKind;

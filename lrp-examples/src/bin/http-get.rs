@@ -142,79 +142,67 @@ fn fail(msg: &str) -> ! {
 #[cfg(test)]
 mod tests {
     use clap::error::ErrorKind;
-    use clap::CommandFactory;
 
     use super::*;
+    use lrp_examples::net::check_command_line;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("http-get").chain(args.iter().copied()))
     }
 
     #[test]
-    fn help_renders() {
-        Cli::command().debug_assert();
-        let help = Cli::command().render_long_help().to_string();
-        for option in [
-            "--server",
-            "--path",
-            "--count",
-            "--keep-alive",
-            "--verify-object",
-            "--expect-size",
-            "--timeout-ms",
-            "--iface",
-            "--sim",
-            "--mode",
-        ] {
-            assert!(help.contains(option), "{option} missing from:\n{help}");
-        }
-        let e = parse(&["--help"]).unwrap_err();
-        assert_eq!((e.kind(), e.exit_code()), (ErrorKind::DisplayHelp, 0));
-    }
-
-    #[test]
-    fn bad_arguments_are_clap_errors_with_status_2() {
-        for (args, kind) in [
-            (&["--sim", "--mode", "bogus"][..], ErrorKind::InvalidValue),
-            (
-                &[
-                    "--server",
-                    "10.0.0.1:80",
-                    "--iface",
-                    "veth0",
-                    "--mode",
-                    "bogus",
-                ],
-                ErrorKind::InvalidValue,
-            ),
-            (
-                &["--iface", "veth0", "--server", "nowhere"],
-                ErrorKind::ValueValidation,
-            ),
-            (&["--iface", "veth0"], ErrorKind::MissingRequiredArgument),
-            (
-                &["--server", "10.0.0.1:80"],
-                ErrorKind::MissingRequiredArgument,
-            ),
-            (
-                &["--server", "10.0.0.1:80", "--sim", "--iface", "veth0"],
-                ErrorKind::ArgumentConflict,
-            ),
-            (
-                &[
-                    "--server",
-                    "10.0.0.1:80",
-                    "--iface",
-                    "veth0",
-                    "--frobnicate",
-                ],
-                ErrorKind::UnknownArgument,
-            ),
-        ] {
-            let e = parse(args).unwrap_err();
-            assert_eq!(e.kind(), kind, "{args:?}: {e}");
-            assert_eq!(e.exit_code(), 2);
-        }
+    fn command_line_is_clap_with_help_and_status_2() {
+        check_command_line::<Cli>(
+            &[
+                "--server",
+                "--path",
+                "--count",
+                "--keep-alive",
+                "--verify-object",
+                "--expect-size",
+                "--timeout-ms",
+                "--iface",
+                "--sim",
+                "--mode",
+            ],
+            &[
+                (&["--sim", "--mode", "bogus"][..], ErrorKind::InvalidValue),
+                (
+                    &[
+                        "--server",
+                        "10.0.0.1:80",
+                        "--iface",
+                        "veth0",
+                        "--mode",
+                        "bogus",
+                    ],
+                    ErrorKind::InvalidValue,
+                ),
+                (
+                    &["--iface", "veth0", "--server", "nowhere"],
+                    ErrorKind::ValueValidation,
+                ),
+                (&["--iface", "veth0"], ErrorKind::MissingRequiredArgument),
+                (
+                    &["--server", "10.0.0.1:80"],
+                    ErrorKind::MissingRequiredArgument,
+                ),
+                (
+                    &["--server", "10.0.0.1:80", "--sim", "--iface", "veth0"],
+                    ErrorKind::ArgumentConflict,
+                ),
+                (
+                    &[
+                        "--server",
+                        "10.0.0.1:80",
+                        "--iface",
+                        "veth0",
+                        "--frobnicate",
+                    ],
+                    ErrorKind::UnknownArgument,
+                ),
+            ],
+        );
     }
 
     #[test]

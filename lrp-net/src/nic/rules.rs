@@ -223,44 +223,44 @@ impl NicInner {
 
     /// Remove `rule` of channel `ch` (control lock held). Returns whether `ch` owned it.
     fn uninstall(&self, ch: &ChannelShared, rule: &Rule) -> bool {
-        let listener_update = {
+        // The facade first; for a listener key, what is left of its entry.
+        let slots = {
             let mut table = self.write_table();
             if rule_owner(&table, rule) != Some(ch.id) {
                 return false;
             }
+            let mut slots = ListenerSlots::default();
             match *rule {
                 Rule::Exact(key) => {
                     table.demux.remove_flow(&key);
-                    None
                 }
                 Rule::Listener(key) | Rule::Syn(key) => {
-                    let mut slots = table.listeners.get(&key).copied().unwrap_or_default();
+                    slots = table.listeners.get(&key).copied().unwrap_or_default();
                     if matches!(rule, Rule::Syn(_)) {
                         slots.syn = None;
                     } else {
                         slots.plain = None;
                     }
                     set_listener(&mut table, key, slots);
-                    Some((key, slots))
                 }
                 Rule::Host(addr) => {
                     table.demux.remove_host(&addr);
-                    None
                 }
             }
+            slots
         };
-        // Removing (or shrinking) an entry does not fail in practice; if the NIC refuses,
-        // its stale entry names a channel that is going away, whose frames then take the
-        // default action there.
+        // Then the NIC. Removing (or shrinking) an entry does not fail in practice; if
+        // the NIC refuses, its stale entry names a channel that is going away, whose
+        // frames then take the default action there.
         let backend = &self.backend;
-        let synced = match (*rule, listener_update) {
-            (Rule::Exact(_), _) if ch.soft => Ok(()),
-            (Rule::Exact(key), _) => backend.sync_flow(&key, None),
-            (Rule::Listener(_) | Rule::Syn(_), Some((key, slots))) => {
+        let synced = match *rule {
+            // A soft channel's rule never reached the NIC.
+            Rule::Exact(_) if ch.soft => Ok(()),
+            Rule::Exact(key) => backend.sync_flow(&key, None),
+            Rule::Listener(key) | Rule::Syn(key) => {
                 backend.sync_listener(&key, listener_entry(slots))
             }
-            (Rule::Listener(_) | Rule::Syn(_), None) => Ok(()),
-            (Rule::Host(addr), _) => backend.sync_host(&addr, None),
+            Rule::Host(addr) => backend.sync_host(&addr, None),
         };
         if let Err(e) = synced {
             log::warn!("removing rule {rule} from the NIC failed: {e}");
@@ -313,7 +313,7 @@ fn set_listener(table: &mut Table, key: ListenerKey, slots: ListenerSlots) {
     }
 }
 
-pub(super) fn check_rule(rule: &Rule) -> Result<()> {
+fn check_rule(rule: &Rule) -> Result<()> {
     match rule {
         Rule::Syn(key) if key.proto != Proto::Tcp => Err(Error::InvalidRule {
             rule: *rule,
@@ -349,7 +349,7 @@ fn soft_feasible(table: &Table, rule: &Rule) -> bool {
 }
 
 /// The channel that owns `rule`, if any.
-pub(super) fn rule_owner(table: &Table, rule: &Rule) -> Option<ChannelId> {
+fn rule_owner(table: &Table, rule: &Rule) -> Option<ChannelId> {
     match rule {
         Rule::Exact(key) => table.demux.flow(key),
         Rule::Listener(key) => table.listeners.get(key).and_then(|s| s.plain),
