@@ -1,6 +1,6 @@
 //! The seam between the NIC facade ([`Nic`](crate::Nic), [`Channel`](crate::Channel)) and
 //! a NIC backend: the simulated NIC ([`crate::sim`], `sim/backend.rs`) and the AF_XDP
-//! backend (`backend/af_xdp.rs`, behind [`Nic::open`](crate::Nic::open)).
+//! backend (`backend/af_xdp/`, behind [`Nic::open`](crate::Nic::open)).
 //!
 //! Backends depend on this module, the frame pool and the raw layers below them
 //! ([`crate::xdp`] for AF_XDP), never on the facade: the facade turns its

@@ -23,9 +23,10 @@ use smoltcp::iface::{Config, Interface, PollIngressSingleResult, PollResult, Soc
 use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::wire::{EthernetAddress, EthernetFrame, HardwareAddress, IpCidr};
 
+use super::config::Resolved;
 use super::cpu::CpuMeter;
 use super::neighbors::{arp_reply_frame, arp_request_target};
-use super::{Resolved, StackInner};
+use super::StackInner;
 use crate::nic::Channel;
 use crate::pool::Frame;
 

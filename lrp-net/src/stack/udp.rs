@@ -13,8 +13,10 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::udp;
 use smoltcp::wire::{IpAddress, IpEndpoint};
 
+use super::config::EagerDriver;
 use super::engine::{Engine, StepIo};
-use super::{lock, EagerDriver, EagerEndpoint, Signal, SocketStats, Stack, StackInner, IPV4_ONLY};
+use super::threads::{EagerEndpoint, Signal};
+use super::{lock, SocketStats, Stack, StackInner, IPV4_ONLY};
 use crate::error::{Error, Result};
 use crate::nic::Channel;
 use crate::rule::Rule;

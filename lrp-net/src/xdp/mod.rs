@@ -20,7 +20,7 @@
 //!   served by its own NIC instance.
 //!
 //! [`Nic::open`](crate::Nic::open) puts these together behind the [`Nic`](crate::Nic) /
-//! [`Channel`](crate::Channel) API (the AF_XDP backend, `backend/af_xdp.rs`); the types here are the
+//! [`Channel`](crate::Channel) API (the AF_XDP backend, `backend/af_xdp/`); the types here are the
 //! raw layer, for tools and tests that drive sockets and maps directly.
 //! With the `testing` feature, `baseline::rx_drop` is the receive-and-drop loop used as
 //! a throughput baseline.

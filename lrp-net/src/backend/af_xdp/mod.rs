@@ -34,33 +34,37 @@
 //! (`XDP_PASS`, the default action) or drops them. AF_XDP cannot give a frame back to the
 //! kernel's stack, so a frame the software demux finds unclaimed (its rule was removed
 //! while it waited) is dropped and counted (`to_kernel_dropped`).
+//!
+//! The receive sockets and the NI-LRP channel queues with their gates are in `rx.rs`, the
+//! dispatcher shared by the NICs of an interface in `attached.rs`.
+
+mod attached;
+mod rx;
 
 use std::net::IpAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use lrp_core::channel::{Gate, GateState};
 use lrp_core::demux::{ChannelId, DefaultAction, Listener, ListenerKey};
 use lrp_core::flow::FlowKey;
 
-use super::{Backend, BackendConfig, BackendStats, NiDrops, NiQueue, Readiness, RingCensus};
+use super::{Backend, BackendConfig, BackendStats, NiQueue, Readiness, RingCensus};
 use crate::config::XdpAttach;
 use crate::error::{Error, Result};
 use crate::pool::{Frame, FramePool};
-use crate::xdp::program::{AttachMode, DemuxConfig, DemuxMode, Gates, LrpXdp, ProgramConfig};
+use crate::xdp::program::{AttachMode, DemuxConfig, DemuxMode, LrpXdp, ProgramConfig};
 use crate::xdp::sys::{self, NetNs};
 use crate::xdp::xsk::{BindMode, QueueConfig, SocketConfig, Umem, XskQueue, XskSocket};
-use crate::xdp::{Dispatcher, XdpError};
+use crate::xdp::XdpError;
+use attached::Attached;
+use rx::{NiGate, RxSocket, XdpNiQueue};
 
 /// Ring size of the rings a socket has but does not use (the TX socket's RX ring, a
 /// channel socket's TX ring): the kernel wants every socket to have a ring.
 const UNUSED_RING: u32 = 64;
-
-/// A channel tops up the fill ring after receiving this many frames (NI-LRP, where the
-/// poll step may run rarely while channels are busy).
-const REFILL_EVERY: u32 = 64;
 
 /// How many times a transmit kicks the kernel when it asks to be called again.
 const KICKS: usize = 4;
@@ -76,101 +80,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // a lost frame; keep serving.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
-
-// ---- the dispatcher, shared by the NICs of one interface ------------------------------
-
-/// A dispatcher attached to an interface, shared by every NIC of this process on it.
-struct Attached {
-    dispatcher: Mutex<Dispatcher>,
-    mode: AttachMode,
-}
-
-/// A network namespace's identity (see `NetNs::id`).
-type NsId = (u64, u64);
-
-/// The dispatchers of this process, by (namespace, interface index).
-static ATTACHED: Mutex<Vec<(NsId, u32, Weak<Attached>)>> = Mutex::new(Vec::new());
-
-impl Attached {
-    /// The dispatcher of interface `ifindex` (in the calling thread's namespace `netns`),
-    /// attaching it on first use.
-    fn get(netns: &NetNs, ifindex: u32, ifname: &str, mode: AttachMode) -> Result<Arc<Attached>> {
-        // A NIC that is being dropped may still hold the link for a moment: retry
-        // `AlreadyAttached` briefly if one of ours was on this interface.
-        let key = (netns.id(), ifindex);
-        let mut attempt = 0;
-        let mut dying = false;
-        loop {
-            attempt += 1;
-            let mut all = lock(&ATTACHED);
-            all.retain(|(ns, i, w)| {
-                w.strong_count() > 0 || {
-                    dying |= (*ns, *i) == key;
-                    false
-                }
-            });
-            for (ns, i, w) in all.iter() {
-                if (*ns, *i) != key {
-                    continue;
-                }
-                if let Some(a) = w.upgrade() {
-                    if a.mode != mode {
-                        return Err(Error::Xdp(XdpError::InvalidConfig(format!(
-                            "interface `{ifname}` is already served by this process with \
-                             XDP in {:?} mode; open every queue of an interface in one mode",
-                            a.mode
-                        ))));
-                    }
-                    return Ok(a);
-                }
-            }
-            match Dispatcher::attach(ifindex, mode) {
-                Ok(d) => {
-                    let a = Arc::new(Attached {
-                        dispatcher: Mutex::new(d),
-                        mode,
-                    });
-                    all.push((key.0, key.1, Arc::downgrade(&a)));
-                    return Ok(a);
-                }
-                Err(XdpError::AlreadyAttached { .. }) if dying && attempt <= 200 => {
-                    drop(all);
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-}
-
-// ---- receive sockets --------------------------------------------------------------------
-
-/// A socket whose RX ring userspace reads: the shared ring (SOFT-LRP, EAGER) or one NI
-/// channel's ring.
-struct RxSocket {
-    sock: Mutex<XskSocket>,
-    /// A duplicate of the socket's fd, to `poll` without taking the lock.
-    fd: OwnedFd,
-    capacity: u32,
-}
-
-impl RxSocket {
-    fn new(sock: XskSocket) -> Result<RxSocket> {
-        let fd = sock.as_fd().try_clone_to_owned()?;
-        Ok(RxSocket {
-            capacity: sock.rx_capacity(),
-            sock: Mutex::new(sock),
-            fd,
-        })
-    }
-
-    /// Frames waiting in the ring (exact when the kernel and the readers are quiet).
-    fn len(&self) -> u32 {
-        lock(&self.sock).rx_len()
-    }
-}
-
-// ---- the backend ---------------------------------------------------------------------------
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -736,131 +645,6 @@ impl Backend for XdpBackend {
             tx_frames: c.tx_submitted.load(Relaxed),
             tx_bytes: c.tx_bytes.load(Relaxed),
             tx_ring_full: c.tx_ring_full.load(Relaxed),
-        }
-    }
-}
-
-// ---- NI-LRP channel queues ----------------------------------------------------------------
-
-struct NiGate {
-    gate: Gate,
-    /// This queue's handle on the program's gate map.
-    map: Mutex<Gates>,
-}
-
-/// An NI-LRP channel: its own socket (XSKMAP slot = channel id), RX ring and gate.
-struct XdpNiQueue {
-    shared: Arc<Shared>,
-    slot: u32,
-    rx: RxSocket,
-    /// `None` when the NIC was configured without gates.
-    gate: Option<NiGate>,
-    /// The slot's gate-drop counter when this channel opened (slots are reused).
-    gate_base: u64,
-    since_refill: AtomicU32,
-}
-
-impl XdpNiQueue {
-    /// After taking `n` frames: account, re-evaluate the gate, top up the fill ring.
-    fn after_receive(&self, n: u32) {
-        if n == 0 {
-            return;
-        }
-        let s = &self.shared;
-        s.c.received.fetch_add(u64::from(n), Relaxed);
-        self.observe_gate();
-        s.sweep_gates();
-        if self.since_refill.fetch_add(n, Relaxed) + n >= REFILL_EVERY {
-            self.since_refill.store(0, Relaxed);
-            s.try_refill();
-        }
-    }
-
-    /// Return every frame in the ring to the pool.
-    fn drain(&self) {
-        let s = &self.shared;
-        let mut sock = lock(&self.rx.sock);
-        loop {
-            let n = sock.receive_each(&s.pool, 256, drop);
-            s.c.received.fetch_add(u64::from(n), Relaxed);
-            if n == 0 {
-                break;
-            }
-        }
-    }
-
-    fn publish_gate(&self, g: &NiGate) {
-        let state = g.gate.state();
-        if let Err(e) = lock(&g.map).set(self.slot, state) {
-            log::warn!("gate of slot {}: {e}", self.slot);
-        }
-    }
-}
-
-impl Drop for XdpNiQueue {
-    fn drop(&mut self) {
-        self.drain();
-    }
-}
-
-impl NiQueue for XdpNiQueue {
-    fn recv(&self) -> Option<Frame> {
-        let mut got = None;
-        let n = lock(&self.rx.sock).receive_each(&self.shared.pool, 1, |f| got = Some(f));
-        self.after_receive(n);
-        got
-    }
-
-    fn recv_burst(&self, max: usize, out: &mut Vec<Frame>) -> usize {
-        let start = out.len();
-        let max = u32::try_from(max).unwrap_or(u32::MAX);
-        let n = lock(&self.rx.sock).receive_each(&self.shared.pool, max, |f| out.push(f));
-        self.after_receive(n);
-        out.len() - start
-    }
-
-    fn len(&self) -> usize {
-        self.rx.len() as usize
-    }
-
-    fn capacity(&self) -> usize {
-        self.rx.capacity as usize
-    }
-
-    fn readiness(&self) -> Readiness<'_> {
-        Readiness::Fd(self.rx.fd.as_fd())
-    }
-
-    fn observe_gate(&self) -> bool {
-        let Some(g) = &self.gate else { return false };
-        let mut len = self.rx.len();
-        if g.gate.observe(len as usize).is_some() {
-            self.publish_gate(g);
-            // The ring may have moved while we published: observe once more, so the gate
-            // ends in the state the thresholds give for the latest occupancy.
-            len = self.rx.len();
-            if g.gate.observe(len as usize).is_some() {
-                self.publish_gate(g);
-            }
-        }
-        len > 0 && !g.gate.is_closed()
-    }
-
-    fn gate_closings(&self) -> u64 {
-        self.gate.as_ref().map_or(0, |g| g.gate.closings())
-    }
-
-    fn drops(&self) -> NiDrops {
-        let s = &self.shared;
-        let gate = lock(&s.program)
-            .slot_counters(self.slot)
-            .map(|c| c.gate_drops.saturating_sub(self.gate_base))
-            .unwrap_or(0);
-        let st = lock(&self.rx.sock).statistics().unwrap_or_default();
-        NiDrops {
-            gate,
-            ring_full: st.rx_ring_full,
-            other: st.rx_dropped + st.rx_invalid_descs,
         }
     }
 }
