@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use lrp_net::sim::{SimConfig, SimPeer, PEER_MAC};
 use lrp_net::stack::{Stack, StackConfig};
-use lrp_net::{EthernetAddress, Mode, Nic, NicConfig};
+use lrp_net::{Mode, Nic, NicConfig};
 
 use crate::http::{fetch, serve_connection, ServerConfig};
 use crate::object::{self, ObjectSource};
@@ -61,7 +61,7 @@ fn pair(mode: Mode) -> (Stack, Stack, Wire) {
     let server = Stack::new(na, StackConfig::new("10.0.0.2".parse().unwrap(), 24)).unwrap();
     let client = Stack::new(
         nb,
-        StackConfig::new("10.0.0.1".parse().unwrap(), 24).mac(EthernetAddress(PEER_MAC)),
+        StackConfig::new("10.0.0.1".parse().unwrap(), 24).mac(PEER_MAC),
     )
     .unwrap();
     (server, client, bridge(pa, pb))

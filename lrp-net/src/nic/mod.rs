@@ -129,7 +129,7 @@ fn backend_config(config: &NicConfig) -> BackendConfig {
 /// The interface a NIC was opened on.
 struct Interface {
     name: Option<String>,
-    mac: Option<[u8; 6]>,
+    mac: Option<smoltcp::wire::EthernetAddress>,
     mtu: u32,
 }
 
@@ -287,7 +287,9 @@ impl Nic {
     /// [`SimConfig::mac`]). [`Stack::new`](crate::Stack::new) uses it unless
     /// [`StackConfig::mac`](crate::StackConfig::mac) says otherwise.
     pub fn mac(&self) -> smoltcp::wire::EthernetAddress {
-        smoltcp::wire::EthernetAddress(self.inner.mac.unwrap_or([0; 6]))
+        self.inner
+            .mac
+            .unwrap_or(smoltcp::wire::EthernetAddress([0; 6]))
     }
 
     /// The interface's MTU (IP packet size), read when the NIC was opened (on the

@@ -103,7 +103,7 @@ pub(super) struct NicInner {
     /// The interface (`None` on the simulated NIC).
     pub(super) ifname: Option<String>,
     /// The interface's MAC address, if known.
-    pub(super) mac: Option<[u8; 6]>,
+    pub(super) mac: Option<smoltcp::wire::EthernetAddress>,
     /// The interface's MTU.
     pub(super) mtu: u32,
     pub(super) pool: FramePool,

@@ -36,15 +36,17 @@ pub mod build;
 use std::net::SocketAddrV4;
 use std::sync::Arc;
 
+use smoltcp::wire::EthernetAddress;
+
 use crate::backend::{Backend, BackendStats};
 use crate::config::NicConfig;
 pub(crate) use backend::SimBackend;
 pub use backend::RX_HEADROOM;
 
 /// The simulated NIC's MAC address unless [`SimConfig::mac`] says otherwise.
-pub const NIC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
+pub const NIC_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x02]);
 /// The MAC address of the [`SimPeer`] at the far end of the wire.
-pub const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+pub const PEER_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
 
 /// Configuration of a simulated NIC: the [`NicConfig`] of the NIC under test plus what
 /// the simulated wire keeps.
@@ -65,7 +67,7 @@ pub struct SimConfig {
     /// [`kernel_log`](Self::kernel_log)).
     pub kernel_log: usize,
     /// The simulated interface's MAC address ([`Nic::mac`](crate::Nic::mac)).
-    pub mac: [u8; 6],
+    pub mac: EthernetAddress,
     /// The simulated interface's MTU ([`Nic::mtu`](crate::Nic::mtu)).
     pub mtu: u32,
 }
@@ -97,7 +99,7 @@ impl SimConfig {
     }
 
     /// The simulated interface's MAC address.
-    pub fn mac(mut self, mac: [u8; 6]) -> Self {
+    pub fn mac(mut self, mac: EthernetAddress) -> Self {
         self.mac = mac;
         self
     }
@@ -128,7 +130,7 @@ impl SimConfig {
 pub struct SimPeer {
     sim: Arc<SimBackend>,
     /// The NIC's MAC address: the destination of what the peer sends.
-    nic_mac: [u8; 6],
+    nic_mac: EthernetAddress,
 }
 
 impl std::fmt::Debug for SimPeer {
@@ -140,7 +142,7 @@ impl std::fmt::Debug for SimPeer {
 }
 
 impl SimPeer {
-    pub(crate) fn new(sim: Arc<SimBackend>, nic_mac: [u8; 6]) -> SimPeer {
+    pub(crate) fn new(sim: Arc<SimBackend>, nic_mac: EthernetAddress) -> SimPeer {
         SimPeer { sim, nic_mac }
     }
 
@@ -165,8 +167,8 @@ impl SimPeer {
     pub fn udp_frame(&self, src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
         use smoltcp::phy::ChecksumCapabilities;
         use smoltcp::wire::{
-            EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet,
-            Ipv4Repr, UdpPacket, UdpRepr,
+            EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
+            UdpPacket, UdpRepr,
         };
         let caps = ChecksumCapabilities::default();
         let udp = UdpRepr {
@@ -181,8 +183,8 @@ impl SimPeer {
             hop_limit: 64,
         };
         let eth = EthernetRepr {
-            src_addr: EthernetAddress(PEER_MAC),
-            dst_addr: EthernetAddress(self.nic_mac),
+            src_addr: PEER_MAC,
+            dst_addr: self.nic_mac,
             ethertype: EthernetProtocol::Ipv4,
         };
         let mut buf = vec![0u8; eth.buffer_len() + ip.buffer_len() + ip.payload_len];

@@ -96,7 +96,7 @@ pub fn interface_mtu(ifname: &str) -> Result<u32, XdpError> {
 
 /// The hardware (MAC) address of interface `ifname` (`SIOCGIFHWADDR`, calling thread's
 /// namespace).
-pub fn interface_mac(ifname: &str) -> Result<[u8; 6], XdpError> {
+pub fn interface_mac(ifname: &str) -> Result<smoltcp::wire::EthernetAddress, XdpError> {
     let req = interface_ioctl(ifname, "SIOCGIFHWADDR", libc::SIOCGIFHWADDR)?;
     // SAFETY: the kernel filled the `ifru_hwaddr` member of the union (a sockaddr whose
     // sa_data starts with the hardware address).
@@ -105,7 +105,7 @@ pub fn interface_mac(ifname: &str) -> Result<[u8; 6], XdpError> {
     for (m, d) in mac.iter_mut().zip(data) {
         *m = d as u8;
     }
-    Ok(mac)
+    Ok(smoltcp::wire::EthernetAddress(mac))
 }
 
 fn dgram_socket() -> io::Result<OwnedFd> {
