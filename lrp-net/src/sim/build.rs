@@ -90,7 +90,7 @@ pub fn udp_v4_into(buf: &mut Vec<u8>, src: SocketAddrV4, dst: SocketAddrV4, payl
 }
 
 /// An Ethernet/IPv4/TCP frame from `src` to `dst` with `flags` (see
-/// [`TcpFlags`](lrp_core::flow::TcpFlags)), sequence number 1, acknowledgment number 1
+/// [`TcpFlags`]), sequence number 1, acknowledgment number 1
 /// if ACK is set, window 65535, carrying `payload`.
 pub fn tcp_v4(src: SocketAddrV4, dst: SocketAddrV4, flags: u8, payload: &[u8]) -> Vec<u8> {
     let mut buf = Vec::with_capacity(TCP_V4_HEADER_LEN + payload.len());
