@@ -27,6 +27,7 @@
 //! argument group every binary flattens, and opening a stack), [`report`] (rates and
 //! percentiles).
 
+pub mod gen;
 pub mod http;
 pub mod net;
 pub mod object;

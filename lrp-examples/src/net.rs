@@ -76,7 +76,7 @@ impl From<DriverArg> for EagerDriver {
 }
 
 /// `A.B.C.D/LEN` with a prefix length of 1 to 32, parsed by smoltcp.
-fn parse_cidr(s: &str) -> Result<Ipv4Cidr, String> {
+pub fn parse_cidr(s: &str) -> Result<Ipv4Cidr, String> {
     let cidr: Ipv4Cidr = s
         .parse()
         .map_err(|()| "expected A.B.C.D/LEN with LEN from 1 to 32".to_string())?;
@@ -87,7 +87,7 @@ fn parse_cidr(s: &str) -> Result<Ipv4Cidr, String> {
 }
 
 /// `xx:xx:xx:xx:xx:xx` (or with `-`), parsed by smoltcp.
-fn parse_mac(s: &str) -> Result<EthernetAddress, String> {
+pub fn parse_mac(s: &str) -> Result<EthernetAddress, String> {
     s.trim()
         .parse()
         .map_err(|()| "expected six hex bytes, xx:xx:xx:xx:xx:xx".to_string())

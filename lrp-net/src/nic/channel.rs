@@ -385,11 +385,7 @@ impl Channel {
     /// is empty, first runs the poll step to reclaim transmitted frames. `None` if there
     /// is still none.
     pub fn alloc(&self) -> Option<Frame> {
-        let inner = &self.nic.inner;
-        inner.pool.alloc().or_else(|| {
-            inner.try_step(0);
-            inner.pool.alloc()
-        })
+        self.nic.alloc()
     }
 
     /// Copy `data` into a fresh frame and transmit it.

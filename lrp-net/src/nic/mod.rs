@@ -84,7 +84,7 @@ use lrp_core::eager::EagerPipeline;
 use crate::backend::{af_xdp, Backend, BackendConfig};
 use crate::config::{Mode, NicConfig};
 use crate::error::Result;
-use crate::pool::FramePool;
+use crate::pool::{Frame, FramePool};
 use crate::rule::Rule;
 use crate::sim::{SimBackend, SimConfig, SimPeer};
 use crate::sys;
@@ -354,6 +354,38 @@ impl Nic {
         stats
     }
 
+    /// A free frame to build a packet in, without a channel (a traffic generator, a
+    /// forwarder's own frames). If the pool is empty, first runs the poll step to reclaim
+    /// transmitted frames; `None` if there is still none.
+    pub fn alloc(&self) -> Option<Frame> {
+        let inner = &self.inner;
+        inner.pool.alloc().or_else(|| {
+            inner.try_step(0);
+            inner.pool.alloc()
+        })
+    }
+
+    /// Transmit a frame without a channel (counted in the NIC's own account,
+    /// [`NicStats::account`]). A full TX ring drops the frame, counts it and returns
+    /// [`Error::TxFull`](crate::Error::TxFull); a frame of another NIC's pool is refused
+    /// ([`Error::ForeignFrame`](crate::Error::ForeignFrame)).
+    pub fn transmit(&self, frame: Frame) -> Result<()> {
+        let inner = &self.inner;
+        if !inner.pool.owns(&frame) {
+            return Err(crate::Error::ForeignFrame);
+        }
+        let len = frame.len();
+        if inner.backend.transmit(frame) {
+            inner.account.record_tx(len);
+            Ok(())
+        } else {
+            inner
+                .account
+                .record_drop(lrp_core::account::DropReason::TxFull);
+            Err(crate::Error::TxFull)
+        }
+    }
+
     /// The poll step, for up to `budget` frames: return transmitted frames to the pool,
     /// move received frames to their channels (SOFT-LRP: demux and early discard; EAGER:
     /// shared queue and protocol work; NI-LRP: re-evaluate the gates — the NIC already
@@ -476,7 +508,6 @@ impl Nic {
 mod tests {
     use super::*;
     use crate::error::Error;
-    use crate::pool::Frame;
     use crate::sim::build;
     use lrp_core::flow::Proto;
     use lrp_core::flow::TcpFlags;
@@ -670,6 +701,21 @@ mod tests {
         assert!(matches!(ch.send(b"x"), Err(Error::PoolExhausted)));
         assert_eq!(nic.census().held, held.len());
         drop(held);
+        assert!(nic.census().is_conserved());
+    }
+
+    #[test]
+    fn the_nic_transmits_without_a_channel() {
+        let (nic, peer) = sim(Mode::NiLrp);
+        let mut frame = nic.alloc().unwrap();
+        frame.copy_from(b"generated").unwrap();
+        nic.transmit(frame).unwrap();
+        assert_eq!(peer.take_tx(), vec![b"generated".to_vec()]);
+        let s = nic.stats();
+        assert_eq!((s.account.tx_packets, s.account.tx_bytes), (1, 9));
+        let (other, _p) = sim(Mode::NiLrp);
+        let foreign = other.alloc().unwrap();
+        assert!(matches!(nic.transmit(foreign), Err(Error::ForeignFrame)));
         assert!(nic.census().is_conserved());
     }
 
