@@ -18,14 +18,44 @@
 //!    discarded early, while the listener's other traffic keeps its own channel.
 //! 3. **listener** — `(proto, local address, local port)`; an entry for the frame's exact
 //!    destination address beats a wildcard entry ([`ListenerKey::any`]).
-//! 4. **host** — ARP whose target address is a registered local address, ICMP / ICMPv6
-//!    addressed to one, and UDP / TCP addressed to one that steps 1–3 leave unclaimed go to
+//! 4. **source** — `(proto, remote address, remote port)` ([`SourceKey`]): UDP / TCP *from*
+//!    a given peer endpoint, whatever its destination, that steps 1–3 leave unclaimed. This
+//!    is how an LVS director in NAT mode receives its real servers' replies: they come
+//!    from (real server address, real server port) and are addressed to the client, an
+//!    address and port the director cannot enumerate in advance.
+//! 5. **host** — ARP whose target address is a registered local address, ICMP / ICMPv6
+//!    addressed to one, and UDP / TCP addressed to one that steps 1–4 leave unclaimed go to
 //!    that address's host channel (the stack's control channel). An address registered
 //!    here is owned by the lrp stack, not by the kernel: a TCP segment to a closed port
 //!    must be answered with a RST and a UDP datagram with an ICMP port unreachable, and
 //!    only the stack that owns the address can do that — passing them to a kernel that
 //!    does not have the address configured would leave the peer waiting for a timeout.
-//! 5. **default** — [`DefaultAction`]: hand the frame to the kernel, or drop it.
+//! 6. **default** — [`DefaultAction`]: hand the frame to the kernel, or drop it.
+//!
+//! ## Why the source rule sits between listeners and hosts
+//!
+//! *After the listeners*: a listener is keyed by the frame's destination, a local
+//! endpoint, and says "this is addressed to me"; a source rule says "whatever it is
+//! addressed to, it comes from there" (an exact entry names both ends and beats both). A frame addressed to a local listener belongs to
+//! that listener even when a configured real server sent it (a real server that is also a
+//! client of a local service, a UDP server that sends queries from its service port): if
+//! a source rule came first, adding a real server could silently take a local endpoint's
+//! traffic away from it. The cost of this order is small and avoidable: a NAT reply is
+//! addressed to a client, which is never a local address, so it can only meet a listener
+//! if a *wildcard* listener ([`ListenerKey::any`]) has the client's port. A director
+//! binds its services to their VIPs (address-specific listeners), which never collide.
+//! A listener entry that claims a frame but has no plain channel (a SYN-only entry) gives
+//! it the default action; the source rule does not get it either.
+//!
+//! *Before the hosts*: a host entry is the catch-all of a local address ("unclaimed UDP /
+//! TCP to me: answer with a RST or a port unreachable"); a source entry is more specific
+//! (protocol, address and port of the sender). When replies are addressed to a local
+//! address — a director that also rewrites the client's address to one of its own
+//! (full NAT / SNAT), or replies to probes the director sends from an address it owns —
+//! the source channel must get them, not the RST responder.
+//!
+//! ICMP carries no ports and is never matched by a source rule (an ICMP error from a real
+//! server about a NAT flow goes to the host rule of its destination, or the default).
 //!
 //! A [`Classification::Malformed`] frame is always dropped, whatever the tables say.
 //! Non-first fragments, other IP protocols and other ethertypes carry no ports or host
@@ -37,9 +67,14 @@
 //! With a fixed, known hash function an attacker can send flows that all land in one
 //! bucket chain and turn every lookup into a scan (hash flooding). That table therefore
 //! uses [`ahash::RandomState`], a keyed hasher seeded from the OS random source once per
-//! [`Demux`]. The listener and host tables are keyed by values the administrator chooses
-//! (local addresses and ports) and a lookup only ever probes for the frame's destination,
-//! so they use the faster, unkeyed FxHash ([`rustc_hash`]).
+//! [`Demux`]. The listener, source and host tables are keyed by values the administrator
+//! chooses (local addresses and ports; the real servers' addresses and ports), so they use
+//! the faster, unkeyed FxHash ([`rustc_hash`]). A lookup probes them with values from the
+//! frame (its destination, or for the source table its source, which an attacker does
+//! choose), but a probe can only be as slow as the chains of the entries the
+//! administrator put there: an attacker who cannot insert entries cannot build a long
+//! chain, whatever keys they probe with. The source table is probed only while it has
+//! entries, so a stack without source rules pays nothing for it.
 //!
 //! Lookups never allocate. Mutations take `&mut self`; a caller that updates the tables
 //! while other threads look up wraps the `Demux` in its own synchronization (or clones,
@@ -105,8 +140,11 @@ pub enum MatchKind {
     Listener,
     /// A wildcard-address listener entry.
     WildcardListener,
+    /// A source entry: UDP / TCP from a configured remote (address, port) that no exact or
+    /// listener entry claims.
+    Source,
     /// A host rule: ARP or ICMP to a registered local address, or UDP / TCP to one that no
-    /// exact or listener entry claims.
+    /// exact, listener or source entry claims.
     Host,
     /// No entry matched: the default action.
     Default,
@@ -139,6 +177,34 @@ impl ListenerKey {
             proto,
             addr: None,
             port,
+        }
+    }
+}
+
+/// Key of a source entry: protocol, remote (source) address, remote (source) port — for
+/// example a real server's (address, port), whose NAT replies are addressed to clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceKey {
+    /// Transport protocol.
+    pub proto: Proto,
+    /// Remote address: the frame's source address.
+    pub addr: IpAddr,
+    /// Remote port: the frame's source port.
+    pub port: u16,
+}
+
+impl SourceKey {
+    /// Frames of `proto` from `addr`:`port`.
+    pub const fn new(proto: Proto, addr: IpAddr, port: u16) -> SourceKey {
+        SourceKey { proto, addr, port }
+    }
+
+    /// The source key of a frame's 5-tuple (`src` and `sport` as the frame carries them).
+    pub const fn of_flow(key: &FlowKey) -> SourceKey {
+        SourceKey {
+            proto: key.proto,
+            addr: key.src,
+            port: key.sport,
         }
     }
 }
@@ -189,6 +255,8 @@ pub struct Demux {
     flows: HashMap<FlowKey, ChannelId, ahash::RandomState>,
     /// Listeners, keyed by administrator-chosen values: FxHash.
     listeners: FxHashMap<ListenerKey, Listener>,
+    /// Remote (source) endpoints, keyed by administrator-chosen values: FxHash.
+    sources: FxHashMap<SourceKey, ChannelId>,
     /// Local addresses and their host (control) channel: FxHash.
     hosts: FxHashMap<IpAddr, ChannelId>,
     default: DefaultAction,
@@ -212,6 +280,7 @@ impl Demux {
         Demux {
             flows: HashMap::with_capacity_and_hasher(flows, ahash::RandomState::new()),
             listeners: FxHashMap::default(),
+            sources: FxHashMap::default(),
             hosts: FxHashMap::default(),
             default,
         }
@@ -288,10 +357,39 @@ impl Demux {
         self.listeners.iter().map(|(k, l)| (k, *l))
     }
 
+    // ---- source table ------------------------------------------------------------------
+
+    /// Add or replace a source entry: UDP / TCP frames from `key`'s (address, port) that
+    /// no exact or listener entry claims go to `channel`, whatever their destination.
+    /// Returns the previous channel for `key`, if any.
+    pub fn insert_source(&mut self, key: SourceKey, channel: ChannelId) -> Option<ChannelId> {
+        self.sources.insert(key, channel)
+    }
+
+    /// Remove a source entry. Returns its channel, if it existed.
+    pub fn remove_source(&mut self, key: &SourceKey) -> Option<ChannelId> {
+        self.sources.remove(key)
+    }
+
+    /// The channel of the source entry for `key`.
+    pub fn source(&self, key: &SourceKey) -> Option<ChannelId> {
+        self.sources.get(key).copied()
+    }
+
+    /// Number of source entries.
+    pub fn sources_len(&self) -> usize {
+        self.sources.len()
+    }
+
+    /// All source entries, in no particular order.
+    pub fn sources(&self) -> impl ExactSizeIterator<Item = (&SourceKey, ChannelId)> + '_ {
+        self.sources.iter().map(|(k, c)| (k, *c))
+    }
+
     // ---- host table --------------------------------------------------------------------
 
     /// Register a local address whose ARP and ICMP traffic, and whose UDP / TCP traffic
-    /// that no exact or listener entry claims, goes to `channel`. Returns the previous
+    /// that no exact, listener or source entry claims, goes to `channel`. Returns the previous
     /// channel for `addr`, if any.
     ///
     /// IPv6 neighbor solicitations are sent to the address's solicited-node multicast
@@ -323,7 +421,7 @@ impl Demux {
     // ---- lookup ------------------------------------------------------------------------
 
     /// The verdict for a classified frame. Allocation-free, O(1): at most one exact, two
-    /// listener and one host probe.
+    /// listener, one source (only while the source table has entries) and one host probe.
     #[inline]
     pub fn lookup(&self, class: &Classification) -> Verdict {
         self.lookup_explained(class).0
@@ -356,15 +454,16 @@ impl Demux {
             return (Verdict::Channel(channel), MatchKind::Exact);
         }
         if self.listeners.is_empty() {
-            return self.lookup_host(&key.dst);
+            return self.lookup_source_or_host(key);
         }
         let specific = ListenerKey::new(key.proto, key.dst, key.dport);
         let (listener, kind) = match self.listeners.get(&specific) {
             Some(l) => (l, MatchKind::Listener),
             None => match self.listeners.get(&ListenerKey::any(key.proto, key.dport)) {
                 Some(l) => (l, MatchKind::WildcardListener),
-                // Unclaimed: the owner of the destination address answers (RST, ICMP).
-                None => return self.lookup_host(&key.dst),
+                // Unclaimed by the destination: a source entry for the sender, else the
+                // owner of the destination address answers (RST, ICMP).
+                None => return self.lookup_source_or_host(key),
             },
         };
         if key.proto == Proto::Tcp && flags.is_syn_only() {
@@ -377,6 +476,17 @@ impl Demux {
             // A SYN-only entry: the listener's other traffic is nobody's.
             None => (self.default.verdict(), MatchKind::Default),
         }
+    }
+
+    /// Steps 4 and 5 for UDP / TCP that no exact or listener entry claims.
+    #[inline]
+    fn lookup_source_or_host(&self, key: &FlowKey) -> (Verdict, MatchKind) {
+        if !self.sources.is_empty() {
+            if let Some(&channel) = self.sources.get(&SourceKey::of_flow(key)) {
+                return (Verdict::Channel(channel), MatchKind::Source);
+            }
+        }
+        self.lookup_host(&key.dst)
     }
 
     fn lookup_host(&self, addr: &IpAddr) -> (Verdict, MatchKind) {
@@ -752,6 +862,134 @@ mod tests {
         );
         assert_eq!(d.lookup(&Classification::Fragment), Verdict::Pass);
         assert_eq!(d.lookup(&Classification::OtherIp(47)), Verdict::Pass);
+    }
+
+    /// A real server's reply in NAT mode: from (real server, service port), addressed to a
+    /// client the director cannot enumerate.
+    fn reply(proto: Proto, rs: IpAddr, rs_port: u16, client: IpAddr, cport: u16) -> FlowKey {
+        FlowKey {
+            proto,
+            src: rs,
+            dst: client,
+            sport: rs_port,
+            dport: cport,
+        }
+    }
+
+    const RS: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 10));
+    const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
+
+    #[test]
+    fn source_rule_takes_replies_to_any_client() {
+        let mut d = Demux::new(DefaultAction::Drop);
+        let sk = SourceKey::new(Proto::Tcp, RS, 8080);
+        assert_eq!(d.insert_source(sk, ChannelId(5)), None);
+        for cport in [1, 1024, 40000, 65535] {
+            for flags in [SYN | ACK, ACK, 0] {
+                assert_eq!(
+                    d.lookup_explained(&flow(reply(Proto::Tcp, RS, 8080, CLIENT, cport), flags)),
+                    (ch(5), MatchKind::Source)
+                );
+            }
+        }
+        // Another port of the same server, the same port of another server, and the other
+        // protocol are not the rule's.
+        for k in [
+            reply(Proto::Tcp, RS, 8081, CLIENT, 40000),
+            reply(Proto::Tcp, PEER, 8080, CLIENT, 40000),
+            reply(Proto::Udp, RS, 8080, CLIENT, 40000),
+        ] {
+            assert_eq!(
+                d.lookup_explained(&flow(k, ACK)),
+                (Verdict::Drop, MatchKind::Default)
+            );
+        }
+        // The key is the frame's source: a frame *to* the server's endpoint is not matched.
+        let to_rs = reply(Proto::Tcp, CLIENT, 40000, RS, 8080);
+        assert_eq!(d.lookup(&flow(to_rs, SYN)), Verdict::Drop);
+        // ICMP from the server carries no ports: never a source match.
+        assert_eq!(
+            d.lookup(&Classification::Icmp {
+                dst: CLIENT,
+                icmp_type: 3
+            }),
+            Verdict::Drop
+        );
+        assert_eq!(d.insert_source(sk, ChannelId(6)), Some(ChannelId(5)));
+        assert_eq!(d.source(&sk), Some(ChannelId(6)));
+        assert_eq!(d.sources_len(), 1);
+        assert_eq!(d.sources().collect::<Vec<_>>(), vec![(&sk, ChannelId(6))]);
+        assert_eq!(d.remove_source(&sk), Some(ChannelId(6)));
+        assert_eq!(d.remove_source(&sk), None);
+        assert_eq!(d.sources_len(), 0);
+        let k = reply(Proto::Tcp, RS, 8080, CLIENT, 40000);
+        assert_eq!(d.lookup(&flow(k, ACK)), Verdict::Drop);
+        // IPv6 and UDP.
+        let rs6: IpAddr = "fd00::10".parse().unwrap();
+        let client6: IpAddr = "2001:db8::7".parse().unwrap();
+        d.insert_source(SourceKey::new(Proto::Udp, rs6, 53), ChannelId(7));
+        assert_eq!(
+            d.lookup_explained(&flow(reply(Proto::Udp, rs6, 53, client6, 5353), 0)),
+            (ch(7), MatchKind::Source)
+        );
+        assert_eq!(
+            SourceKey::of_flow(&reply(Proto::Udp, rs6, 53, client6, 5353)),
+            SourceKey::new(Proto::Udp, rs6, 53)
+        );
+    }
+
+    #[test]
+    fn precedence_exact_listener_source_host() {
+        let mut d = Demux::new(DefaultAction::Pass);
+        // A reply from the real server addressed to a local address (full NAT / probes).
+        let k = reply(Proto::Udp, RS, 53, LOCAL, 40000);
+        let c = flow(k, 0);
+        d.insert_host(LOCAL, ChannelId(9));
+        assert_eq!(d.lookup_explained(&c), (ch(9), MatchKind::Host));
+        // The source rule beats the host rule ...
+        d.insert_source(SourceKey::new(Proto::Udp, RS, 53), ChannelId(1));
+        assert_eq!(d.lookup_explained(&c), (ch(1), MatchKind::Source));
+        // ... a wildcard and a specific listener for the destination beat the source rule
+        // ...
+        d.insert_listener(
+            ListenerKey::any(Proto::Udp, 40000),
+            Listener::new(ChannelId(2)),
+        );
+        assert_eq!(d.lookup_explained(&c), (ch(2), MatchKind::WildcardListener));
+        d.insert_listener(
+            ListenerKey::new(Proto::Udp, LOCAL, 40000),
+            Listener::new(ChannelId(3)),
+        );
+        assert_eq!(d.lookup_explained(&c), (ch(3), MatchKind::Listener));
+        // ... and an exact entry beats everything.
+        d.insert_flow(k, ChannelId(4));
+        assert_eq!(d.lookup_explained(&c), (ch(4), MatchKind::Exact));
+        // A SYN-only listener claims the port: its other traffic takes the default, the
+        // source rule does not get it.
+        d.remove_flow(&k);
+        d.remove_listener(&ListenerKey::any(Proto::Udp, 40000));
+        d.remove_listener(&ListenerKey::new(Proto::Udp, LOCAL, 40000));
+        let t = reply(Proto::Tcp, RS, 80, LOCAL, 40000);
+        d.insert_source(SourceKey::new(Proto::Tcp, RS, 80), ChannelId(5));
+        assert_eq!(
+            d.lookup_explained(&flow(t, ACK)),
+            (ch(5), MatchKind::Source)
+        );
+        d.insert_listener(
+            ListenerKey::any(Proto::Tcp, 40000),
+            Listener::syn_only(ChannelId(6)),
+        );
+        assert_eq!(
+            d.lookup_explained(&flow(t, ACK)),
+            (Verdict::Pass, MatchKind::Default)
+        );
+        assert_eq!(d.lookup_explained(&flow(t, SYN)), (ch(6), MatchKind::Syn));
+        // Back down the chain.
+        d.remove_listener(&ListenerKey::any(Proto::Tcp, 40000));
+        d.remove_source(&SourceKey::new(Proto::Udp, RS, 53));
+        assert_eq!(d.lookup_explained(&c), (ch(9), MatchKind::Host));
+        d.remove_host(&LOCAL);
+        assert_eq!(d.lookup_explained(&c), (Verdict::Pass, MatchKind::Default));
     }
 
     #[test]

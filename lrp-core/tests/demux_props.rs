@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use lrp_core::demux::{ChannelId, DefaultAction, Demux, Listener, ListenerKey, MatchKind, Verdict};
+use lrp_core::demux::{
+    ChannelId, DefaultAction, Demux, Listener, ListenerKey, MatchKind, SourceKey, Verdict,
+};
 use lrp_core::flow::{Classification, FlowKey, Malformed, Offsets, Proto, TcpFlags};
 use proptest::prelude::*;
 
@@ -53,6 +55,13 @@ fn listener_key() -> impl Strategy<Value = ListenerKey> {
     })
 }
 
+/// Source keys over the same small universes as flow keys' sources, so that random
+/// frames come from configured sources often.
+fn source_key() -> impl Strategy<Value = SourceKey> {
+    (proto(), addr(), prop_oneof![Just(1000u16), Just(2000)])
+        .prop_map(|(proto, addr, port)| SourceKey { proto, addr, port })
+}
+
 fn listener() -> impl Strategy<Value = Listener> {
     (prop::option::of(channel()), prop::option::of(channel())).prop_map(|(channel, syn_channel)| {
         Listener {
@@ -93,6 +102,8 @@ enum Op {
     RemoveFlow(FlowKey),
     InsertListener(ListenerKey, Listener),
     RemoveListener(ListenerKey),
+    InsertSource(SourceKey, ChannelId),
+    RemoveSource(SourceKey),
     InsertHost(IpAddr, ChannelId),
     RemoveHost(IpAddr),
     SetDefault(bool),
@@ -104,6 +115,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => flow_key().prop_map(Op::RemoveFlow),
         3 => (listener_key(), listener()).prop_map(|(k, l)| Op::InsertListener(k, l)),
         1 => listener_key().prop_map(Op::RemoveListener),
+        2 => (source_key(), channel()).prop_map(|(k, c)| Op::InsertSource(k, c)),
+        1 => source_key().prop_map(Op::RemoveSource),
         2 => (addr(), channel()).prop_map(|(a, c)| Op::InsertHost(a, c)),
         1 => addr().prop_map(Op::RemoveHost),
         1 => any::<bool>().prop_map(Op::SetDefault),
@@ -115,6 +128,7 @@ fn op() -> impl Strategy<Value = Op> {
 struct Model {
     flows: BTreeMap<FlowKey, ChannelId>,
     listeners: BTreeMap<ListenerKey, Listener>,
+    sources: BTreeMap<SourceKey, ChannelId>,
     hosts: BTreeMap<IpAddr, ChannelId>,
     drop_by_default: bool,
 }
@@ -175,9 +189,16 @@ impl Model {
                         },
                     }
                 }
+                // Unclaimed UDP/TCP from a configured remote endpoint, whatever its
+                // destination: the source channel.
+                for (k, c) in &self.sources {
+                    if k.proto == key.proto && k.addr == key.src && k.port == key.sport {
+                        hits.push((3, Verdict::Channel(*c), MatchKind::Source));
+                    }
+                }
                 // Unclaimed UDP/TCP to a local address: that address's host channel.
                 if let Some((_, c)) = self.hosts.iter().find(|(h, _)| **h == key.dst) {
-                    hits.push((3, Verdict::Channel(*c), MatchKind::Host));
+                    hits.push((4, Verdict::Channel(*c), MatchKind::Host));
                 }
                 hits.sort_by_key(|h| h.0);
                 hits.first()
@@ -214,6 +235,10 @@ proptest! {
                 Op::RemoveListener(k) => {
                     prop_assert_eq!(d.remove_listener(&k), m.listeners.remove(&k))
                 }
+                Op::InsertSource(k, c) => {
+                    prop_assert_eq!(d.insert_source(k, c), m.sources.insert(k, c))
+                }
+                Op::RemoveSource(k) => prop_assert_eq!(d.remove_source(&k), m.sources.remove(&k)),
                 Op::InsertHost(a, c) => prop_assert_eq!(d.insert_host(a, c), m.hosts.insert(a, c)),
                 Op::RemoveHost(a) => prop_assert_eq!(d.remove_host(&a), m.hosts.remove(&a)),
                 Op::SetDefault(drop) => {
@@ -229,6 +254,7 @@ proptest! {
         }
         prop_assert_eq!(d.flows_len(), m.flows.len());
         prop_assert_eq!(d.listeners_len(), m.listeners.len());
+        prop_assert_eq!(d.sources_len(), m.sources.len());
         prop_assert_eq!(d.hosts_len(), m.hosts.len());
         prop_assert_eq!(
             sorted(d.flows().map(|(k, c)| (*k, c)).collect()),
@@ -238,6 +264,13 @@ proptest! {
             sorted(d.listeners().map(|(k, l)| (*k, l.channel, l.syn_channel)).collect()),
             m.listeners.iter().map(|(k, l)| (*k, l.channel, l.syn_channel)).collect::<Vec<_>>()
         );
+        prop_assert_eq!(
+            sorted(d.sources().map(|(k, c)| (*k, c)).collect()),
+            m.sources.iter().map(|(k, c)| (*k, *c)).collect::<Vec<_>>()
+        );
+        for (k, c) in &m.sources {
+            prop_assert_eq!(d.source(k), Some(*c));
+        }
         prop_assert_eq!(
             sorted(d.hosts().map(|(a, c)| (*a, c)).collect()),
             m.hosts.iter().map(|(a, c)| (*a, *c)).collect::<Vec<_>>()
@@ -264,6 +297,16 @@ proptest! {
             d.insert_host(key.src, ChannelId(8));
             prop_assert_eq!(d.lookup(&c), Verdict::Channel(ChannelId(9)));
         }
+        // A source entry for the sender beats the host entry; one for the destination
+        // endpoint (the reverse direction) claims nothing.
+        let source = SourceKey::of_flow(&key);
+        let reverse = SourceKey::new(key.proto, key.dst, key.dport);
+        if reverse != source {
+            d.insert_source(reverse, ChannelId(7));
+            prop_assert_eq!(d.lookup_explained(&c), (Verdict::Channel(ChannelId(9)), MatchKind::Host));
+        }
+        d.insert_source(source, ChannelId(6));
+        prop_assert_eq!(d.lookup_explained(&c), (Verdict::Channel(ChannelId(6)), MatchKind::Source));
         d.insert_listener(ListenerKey::any(key.proto, key.dport), Listener::new(ChannelId(1)));
         prop_assert_eq!(d.lookup_explained(&c), (Verdict::Channel(ChannelId(1)), MatchKind::WildcardListener));
         let specific = ListenerKey::new(key.proto, key.dst, key.dport);
@@ -286,6 +329,8 @@ proptest! {
         d.remove_listener(&specific);
         prop_assert_eq!(d.lookup(&c), Verdict::Channel(ChannelId(1)));
         d.remove_listener(&ListenerKey::any(key.proto, key.dport));
+        prop_assert_eq!(d.lookup_explained(&c), (Verdict::Channel(ChannelId(6)), MatchKind::Source));
+        d.remove_source(&source);
         prop_assert_eq!(d.lookup_explained(&c), (Verdict::Channel(ChannelId(9)), MatchKind::Host));
         prop_assert_eq!(d.lookup(&Classification::Icmp { dst: key.dst, icmp_type: 8 }), Verdict::Channel(ChannelId(9)));
         d.remove_host(&key.dst);

@@ -13,10 +13,15 @@
  *   (a) exact 5-tuple (flows)
  *   (b) TCP SYN without ACK whose matching listener has a syn_slot -> that slot
  *   (c) listener, destination address before the wildcard
- *   (d) host: ARP target / ICMP destination in hosts, and UDP/TCP to an address in
- *       hosts that (a) - (c) leave unclaimed (the stack owning the address answers a
+ *   (d) source: UDP/TCP that (a) - (c) leave unclaimed, from a (proto, address, port) in
+ *       sources, whatever its destination (an LVS director's NAT replies from a real
+ *       server, addressed to clients). After the listeners: a frame addressed to a local
+ *       listener stays that listener's; before the hosts: a source entry is more
+ *       specific than a local address's catch-all (see lrp_core::demux for the why)
+ *   (e) host: ARP target / ICMP destination in hosts, and UDP/TCP to an address in
+ *       hosts that (a) - (d) leave unclaimed (the stack owning the address answers a
  *       closed port with a RST or an ICMP port unreachable)
- *   (e) the default action from config (XDP_PASS keeps ARP, ICMP, ssh on the kernel)
+ *   (f) the default action from config (XDP_PASS keeps ARP, ICMP, ssh on the kernel)
  * Non-first fragments, other IP protocols and other ethertypes take the default action.
  * In SOFT mode (SOFT-LRP) the same lookup only decides *whether* lrp claims the frame:
  * every claimed frame goes to config.soft_slot (one shared socket) and userspace
@@ -108,6 +113,13 @@ struct {
 	__type(value, __u32);
 } hosts SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, LRP_MAX_SOURCES);
+	__type(key, struct lrp_source_key);
+	__type(value, __u32);
+} sources SEC(".maps");
+
 struct lrp_vlan_hdr {
 	__be16 tci;
 	__be16 proto;
@@ -185,7 +197,7 @@ static __always_inline __u32 *lrp_host_lookup(__u8 family, const __u8 *addr16)
 	return bpf_map_lookup_elem(&hosts, &hk);
 }
 
-/* (d): ARP, ICMP and unclaimed UDP/TCP to a registered local address. */
+/* (e): ARP, ICMP and unclaimed UDP/TCP to a registered local address. */
 static __always_inline int lrp_host_or_default(struct lrp_global_stats *gs,
 					       const struct lrp_config *cfg, __u8 family,
 					       const __u8 *addr16, __u32 deflt)
@@ -199,9 +211,34 @@ static __always_inline int lrp_host_or_default(struct lrp_global_stats *gs,
 	return lrp_default(gs, deflt);
 }
 
-/* (a) - (c), then (d) for the destination address, then the default. A listener entry
- * without a plain slot (LRP_NO_SLOT: only a SYN channel) leaves its other segments to the
- * default action, as lrp-net's facade does with lrp_core's Demux. */
+/* (d), then (e) for the destination address, then the default: UDP/TCP that no flow or
+ * listener claims. lrp_core's Demux skips the source probe while its table is empty; a
+ * lookup in an empty BPF hash map is one hash and one bucket read, so the program always
+ * probes (no entry count to keep in step). */
+static __always_inline int lrp_source_host_or_default(struct lrp_global_stats *gs,
+						      const struct lrp_config *cfg,
+						      const struct lrp_flow_key *fk, __u32 deflt)
+{
+	struct lrp_source_key sk;
+
+	__builtin_memset(&sk, 0, sizeof(sk));
+	__builtin_memcpy(sk.addr, fk->src, 16);
+	sk.port = fk->sport;
+	sk.proto = fk->proto;
+	sk.family = fk->family;
+	__u32 *slot = bpf_map_lookup_elem(&sources, &sk);
+
+	if (slot) {
+		gs->hit_source++;
+		return lrp_to_slot(gs, cfg, *slot, deflt);
+	}
+	return lrp_host_or_default(gs, cfg, fk->family, fk->dst, deflt);
+}
+
+/* (a) - (c), then (d) - (e) (lrp_source_host_or_default), then the default. A listener
+ * entry without a plain slot (LRP_NO_SLOT: only a SYN channel) claims the port all the
+ * same: its other segments take the default action (neither a source nor a host entry
+ * gets them), as lrp-net's facade does with lrp_core's Demux. */
 static __always_inline int lrp_flow(struct lrp_global_stats *gs, const struct lrp_config *cfg,
 				    const struct lrp_flow_key *fk, __u8 tcp_flags, __u32 deflt)
 {
@@ -225,7 +262,7 @@ static __always_inline int lrp_flow(struct lrp_global_stats *gs, const struct lr
 		lk.family = LRP_FAMILY_ANY;
 		l = bpf_map_lookup_elem(&listeners, &lk);
 		if (!l)
-			return lrp_host_or_default(gs, cfg, fk->family, fk->dst, deflt);
+			return lrp_source_host_or_default(gs, cfg, fk, deflt);
 	}
 	if (fk->proto == IPPROTO_TCP &&
 	    (tcp_flags & (TCP_FLAG_SYN_ | TCP_FLAG_ACK_)) == TCP_FLAG_SYN_ &&

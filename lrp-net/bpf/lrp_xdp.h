@@ -24,6 +24,7 @@
 #define LRP_MAX_FLOWS 16384
 #define LRP_MAX_LISTENERS 1024
 #define LRP_MAX_HOSTS 64
+#define LRP_MAX_SOURCES 1024
 
 /* Receive queues the dispatcher (lrp_dispatch.c) can hand to a demux program. */
 #define LRP_MAX_QUEUES 64
@@ -93,8 +94,19 @@ struct lrp_listener {
 	__u32 syn_slot;
 };
 
+/* sources: (proto, family, remote addr, remote port) of a frame's *source* -> slot (__u32).
+ * UDP/TCP from that endpoint, whatever its destination, that no flow or listener claims
+ * (lrp_core SourceKey: an LVS director's NAT replies from a real server). Same layout as
+ * lrp_listener_key, but there is no wildcard: family is LRP_FAMILY_V4 or LRP_FAMILY_V6. */
+struct lrp_source_key {
+	__u8 addr[16];
+	__be16 port;
+	__u8 proto;
+	__u8 family; /* LRP_FAMILY_V4 or LRP_FAMILY_V6 */
+};
+
 /* hosts: a local address (ARP target / ICMP destination / destination of UDP/TCP that no
- * flow or listener claims) -> slot.
+ * flow, listener or source claims) -> slot.
  * IPv6 neighbor solicitations go to the solicited-node multicast address: register it too. */
 struct lrp_host_key {
 	__u8 addr[16];
@@ -123,6 +135,7 @@ struct lrp_global_stats {
 	__u64 hit_host;
 	__u64 hit_soft; /* SOFT mode: claimed frames sent to soft_slot (counted with the rule) */
 	__u64 fragments; /* non-first IP fragments (no ports: they take the default action) */
+	__u64 hit_source; /* a source entry chose the slot (a rule hit, like hit_exact..hit_host) */
 };
 
 #endif /* LRP_XDP_H */

@@ -115,6 +115,6 @@ pub use stack::{EagerDriver, SocketStats, Stack, StackConfig, TcpListener, TcpSt
 
 // The lrp-core types a user of this crate meets: rules, flows, statistics.
 pub use lrp_core::account::{Account, AccountSnapshot, DropReason};
-pub use lrp_core::demux::{ChannelId, DefaultAction, ListenerKey};
+pub use lrp_core::demux::{ChannelId, DefaultAction, ListenerKey, SourceKey};
 pub use lrp_core::flow::{FlowKey, Proto};
 pub use smoltcp::wire::{EthernetAddress, Ipv4Cidr};

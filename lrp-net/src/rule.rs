@@ -4,12 +4,13 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use lrp_core::demux::ListenerKey;
+use lrp_core::demux::{ListenerKey, SourceKey};
 use lrp_core::flow::{FlowKey, Proto};
 
 /// A demux rule: which frames belong to a channel. Precedence (first match wins): exact
-/// 5-tuple, SYN rule of the matching listener, listener, host, default action (see
-/// [`lrp_core::demux`]).
+/// 5-tuple, SYN rule of the matching listener, listener, source, host, default action (see
+/// [`lrp_core::demux`], which also says why source rules come after listeners and
+/// before hosts).
 ///
 /// ```
 /// use lrp_net::{FlowKey, Proto, Rule};
@@ -20,6 +21,8 @@ use lrp_core::flow::{FlowKey, Proto};
 /// let new_conns = Rule::listener(Proto::Tcp, vip, 80).syn_only();
 /// let any_dns = Rule::listener(Proto::Udp, None, 53);
 /// let control = Rule::host(vip); // ARP and ICMP for the VIP
+/// // NAT replies of a real server, addressed to clients.
+/// let replies = Rule::source(Proto::Tcp, "192.168.1.10".parse().unwrap(), 8080);
 /// let flow = Rule::exact(FlowKey {
 ///     proto: Proto::Udp,
 ///     src: "10.0.0.1".parse().unwrap(),
@@ -29,6 +32,7 @@ use lrp_core::flow::{FlowKey, Proto};
 /// });
 /// assert_ne!(established, new_conns);
 /// assert_eq!(new_conns.to_string(), "syn tcp 10.0.0.100:80");
+/// assert_eq!(replies.to_string(), "source tcp 192.168.1.10:8080");
 /// # let _ = (any_dns, control, flow);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,6 +45,10 @@ pub enum Rule {
     /// SYN flood then fills only this channel. Without a plain listener rule for the same
     /// key, the listener's other frames take the default action.
     Syn(ListenerKey),
+    /// UDP/TCP frames *from* a remote (proto, address, port), whatever their destination,
+    /// that no exact or listener rule claims: in an LVS director's NAT mode, the replies of
+    /// one real server's service, which are addressed to clients.
+    Source(SourceKey),
     /// ARP for, and ICMP to, a local address (the stack's control channel), and UDP/TCP
     /// to it that no other rule claims.
     Host(IpAddr),
@@ -62,6 +70,12 @@ impl Rule {
         })
     }
 
+    /// UDP/TCP frames of `proto` from `addr`:`port` (a real server's replies) that no
+    /// exact or listener rule claims, whatever their destination.
+    pub fn source(proto: Proto, addr: IpAddr, port: u16) -> Rule {
+        Rule::Source(SourceKey::new(proto, addr, port))
+    }
+
     /// ARP for, and ICMP to, a local address.
     pub fn host(addr: IpAddr) -> Rule {
         Rule::Host(addr)
@@ -81,18 +95,27 @@ impl Rule {
 
 impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fn listener(f: &mut fmt::Formatter<'_>, kind: &str, key: &ListenerKey) -> fmt::Result {
-            let proto = key.proto;
-            match key.addr {
-                Some(IpAddr::V6(a)) => write!(f, "{kind} {proto} [{a}]:{}", key.port),
-                Some(a) => write!(f, "{kind} {proto} {a}:{}", key.port),
-                None => write!(f, "{kind} {proto} *:{}", key.port),
+        fn endpoint(
+            f: &mut fmt::Formatter<'_>,
+            kind: &str,
+            proto: Proto,
+            addr: Option<IpAddr>,
+            port: u16,
+        ) -> fmt::Result {
+            match addr {
+                Some(IpAddr::V6(a)) => write!(f, "{kind} {proto} [{a}]:{port}"),
+                Some(a) => write!(f, "{kind} {proto} {a}:{port}"),
+                None => write!(f, "{kind} {proto} *:{port}"),
             }
+        }
+        fn listener(f: &mut fmt::Formatter<'_>, kind: &str, key: &ListenerKey) -> fmt::Result {
+            endpoint(f, kind, key.proto, key.addr, key.port)
         }
         match self {
             Rule::Exact(k) => write!(f, "exact {k}"),
             Rule::Listener(key) => listener(f, "listener", key),
             Rule::Syn(key) => listener(f, "syn", key),
+            Rule::Source(key) => endpoint(f, "source", key.proto, Some(key.addr), key.port),
             Rule::Host(addr) => write!(f, "host {addr}"),
         }
     }

@@ -6,13 +6,21 @@
 //! is compared exactly: channel, pass, drop, or malformed with its reason, and which table
 //! matched. The corpus is a set of valid frames of every kind plus every truncation and
 //! seeded random byte mutations of them.
+//!
+//! The rules include source entries (an LVS director's NAT replies: from a real server's
+//! (address, port), addressed to any client), and the corpus has real servers' replies to
+//! arbitrary client ports, replies that also match a listener (which wins), that match a
+//! SYN-only listener (the default action wins), that match an exact entry, or that go to a
+//! local address with a host entry (the source rule wins), in IPv4 and IPv6, TCP and UDP.
 
 mod xdp_util;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use lrp_core::channel::GateState;
-use lrp_core::demux::{ChannelId, DefaultAction, Demux, Listener, ListenerKey, MatchKind, Verdict};
+use lrp_core::demux::{
+    ChannelId, DefaultAction, Demux, Listener, ListenerKey, MatchKind, SourceKey, Verdict,
+};
 use lrp_core::flow::{Classification, FlowKey, Proto, TcpFlags};
 use lrp_net::testnet;
 use lrp_net::xdp::{
@@ -26,7 +34,13 @@ const L2: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 3);
 const R: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const L6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
 const R6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
-const SLOTS: u32 = 12;
+/// A real server (NAT mode: its replies are addressed to clients).
+const RS: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 10);
+const RS6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 1, 0, 0, 0, 0x10);
+/// Clients: addresses the director does not own and cannot enumerate.
+const C: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
+const C6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 7);
+const SLOTS: u32 = 16;
 
 /// What happened to one frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +57,7 @@ enum Hit {
     Exact,
     Syn,
     Listener,
+    Source,
     Host,
 }
 
@@ -112,6 +127,9 @@ fn run_counted(x: &LrpXdp, frame: &[u8]) -> (XdpAction, Outcome, Option<Hit>, bo
     if h.hit_listener != g.hit_listener {
         hits.push(Hit::Listener);
     }
+    if h.hit_source != g.hit_source {
+        hits.push(Hit::Source);
+    }
     if h.hit_host != g.hit_host {
         hits.push(Hit::Host);
     }
@@ -133,6 +151,7 @@ fn expected(d: &Demux, frame: &[u8]) -> (Outcome, Option<Hit>) {
         MatchKind::Exact => Some(Hit::Exact),
         MatchKind::Syn => Some(Hit::Syn),
         MatchKind::Listener | MatchKind::WildcardListener => Some(Hit::Listener),
+        MatchKind::Source => Some(Hit::Source),
         MatchKind::Host => Some(Hit::Host),
         MatchKind::Malformed | MatchKind::Default => None,
     };
@@ -158,8 +177,18 @@ fn rules(x: &mut LrpXdp, default: DefaultAction) -> Demux {
         sport: 5555,
         dport: 9000,
     };
-    x.insert_flow(&exact, ch(1)).unwrap();
-    d.insert_flow(exact, ch(1));
+    // One of a real server's replies has an exact entry (beats its source entry).
+    let reply = FlowKey {
+        proto: Proto::Udp,
+        src: RS.into(),
+        dst: C.into(),
+        sport: 53,
+        dport: 33333,
+    };
+    for k in [exact, reply] {
+        x.insert_flow(&k, ch(1)).unwrap();
+        d.insert_flow(k, ch(1));
+    }
     let listeners = [
         (
             ListenerKey::new(Proto::Udp, L.into(), 9000),
@@ -179,6 +208,11 @@ fn rules(x: &mut LrpXdp, default: DefaultAction) -> Demux {
             ListenerKey::any(Proto::Tcp, 22),
             Listener::new(ch(11)).with_syn_channel(ch(5)),
         ),
+        // SYN-only: its other segments take the default action, even from a source.
+        (
+            ListenerKey::any(Proto::Tcp, 2222),
+            Listener::syn_only(ch(5)),
+        ),
     ];
     for (k, l) in listeners {
         x.insert_listener(&k, &l).unwrap();
@@ -188,7 +222,107 @@ fn rules(x: &mut LrpXdp, default: DefaultAction) -> Demux {
         x.insert_host(a, ch(c)).unwrap();
         d.insert_host(a, ch(c));
     }
+    for (k, c) in sources() {
+        x.insert_source(&k, ch(c)).unwrap();
+        d.insert_source(k, ch(c));
+    }
     d
+}
+
+/// Source entries: real servers' service endpoints, and a peer endpoint (R:7777) whose
+/// frames to local listeners must stay the listeners'.
+fn sources() -> [(SourceKey, u32); 6] {
+    [
+        (SourceKey::new(Proto::Tcp, RS.into(), 8080), 12),
+        (SourceKey::new(Proto::Udp, RS.into(), 53), 13),
+        (SourceKey::new(Proto::Tcp, RS6.into(), 8080), 14),
+        (SourceKey::new(Proto::Udp, RS6.into(), 53), 15),
+        (SourceKey::new(Proto::Udp, R.into(), 7777), 13),
+        (SourceKey::new(Proto::Tcp, R.into(), 7777), 12),
+    ]
+}
+
+/// Frames that exercise the source entries (see [`sources`]).
+fn source_corpus() -> Vec<Vec<u8>> {
+    let syn = TcpFlags::SYN;
+    let ack = TcpFlags::ACK;
+    let psh_ack = TcpFlags::ACK | 0x08;
+    let mut c = Vec::new();
+    // Replies of the real servers to arbitrary client ports: the source entry.
+    for cport in [1, 1024, 40000, 65535] {
+        for flags in [syn | ack, ack, psh_ack, TcpFlags::FIN | ack] {
+            c.push(eth(0x0800, &ipv4(RS, C, 6, 0, &tcp(8080, cport, flags))));
+            c.push(eth(0x86dd, &ipv6(RS6, C6, 6, &tcp(8080, cport, flags))));
+        }
+        c.push(eth(0x0800, &ipv4(RS, C, 17, 0, &udp(53, cport, b"answer"))));
+        c.push(eth(0x86dd, &ipv6(RS6, C6, 17, &udp(53, cport, b"answer"))));
+    }
+    c.extend([
+        // The exact entry beats the source entry; the next client port does not.
+        eth(0x0800, &ipv4(RS, C, 17, 0, &udp(53, 33333, b"exact"))),
+        eth(0x0800, &ipv4(RS, C, 17, 0, &udp(53, 33334, b"source"))),
+        // A client port that a wildcard listener has: the listener wins.
+        eth(
+            0x0800,
+            &ipv4(RS, C, 17, 0, &udp(53, 53, b"wildcard udp 53")),
+        ),
+        eth(0x86dd, &ipv6(RS6, C6, 17, &udp(53, 53, b"wildcard udp 53"))),
+        eth(0x0800, &ipv4(RS, C, 6, 0, &tcp(8080, 22, ack))),
+        eth(0x0800, &ipv4(RS, C, 6, 0, &tcp(8080, 22, syn))),
+        // A SYN-only listener claims its port: a SYN goes to its channel, the rest to
+        // the default action, not to the source entry.
+        eth(0x0800, &ipv4(RS, C, 6, 0, &tcp(8080, 2222, ack))),
+        eth(0x0800, &ipv4(RS, C, 6, 0, &tcp(8080, 2222, syn))),
+        eth(0x86dd, &ipv6(RS6, C6, 6, &tcp(8080, 2222, ack))),
+        // To a local address: a specific listener wins; without one, the source entry
+        // beats the host entry.
+        eth(0x86dd, &ipv6(RS6, L6, 6, &tcp(8080, 80, ack))),
+        eth(0x86dd, &ipv6(RS6, L6, 6, &tcp(8080, 80, syn))),
+        eth(0x86dd, &ipv6(RS6, L6, 6, &tcp(8080, 81, ack))),
+        eth(0x0800, &ipv4(RS, L, 17, 0, &udp(53, 9001, b"full nat"))),
+        // A peer endpoint with source entries, to every kind of destination.
+        eth(0x0800, &ipv4(R, L, 17, 0, &udp(7777, 9000, b"listener"))),
+        eth(0x0800, &ipv4(R, L2, 17, 0, &udp(7777, 9000, b"wildcard"))),
+        eth(0x0800, &ipv4(R, L, 17, 0, &udp(7777, 53, b"wildcard dns"))),
+        eth(0x0800, &ipv4(R, L, 17, 0, &udp(7777, 9001, b"beats host"))),
+        eth(
+            0x0800,
+            &ipv4(R, L2, 17, 0, &udp(7777, 9001, b"beats default")),
+        ),
+        eth(0x0800, &ipv4(R, L, 6, 0, &tcp(7777, 80, syn))),
+        eth(0x0800, &ipv4(R, L, 6, 0, &tcp(7777, 80, ack))),
+        eth(0x0800, &ipv4(R, L, 6, 0, &tcp(7777, 81, ack))),
+        eth(0x0800, &ipv4(R, L2, 6, 0, &tcp(7777, 81, syn))),
+        // Not the entries': other port, other protocol, other server, other family, the
+        // reverse direction.
+        eth(0x0800, &ipv4(RS, C, 6, 0, &tcp(8081, 40000, ack))),
+        eth(0x0800, &ipv4(RS, C, 17, 0, &udp(8080, 40000, b"udp"))),
+        eth(0x0800, &ipv4(RS, C, 6, 0, &tcp(53, 40000, ack))),
+        eth(0x0800, &ipv4(R, C, 6, 0, &tcp(8080, 40000, ack))),
+        eth(0x86dd, &ipv6(RS6, C6, 6, &tcp(53, 40000, ack))),
+        eth(0x0800, &ipv4(C, RS, 6, 0, &tcp(40000, 8080, syn))),
+        eth(0x86dd, &ipv6(C6, RS6, 17, &udp(40000, 53, b"query"))),
+        // ICMP from a real server carries no ports: never a source match.
+        eth(0x0800, &ipv4(RS, C, 1, 0, &[3, 3, 0, 0, 0, 0, 0, 0])),
+        eth(0x86dd, &ipv6(RS6, C6, 58, &[1, 4, 0, 0, 0, 0, 0, 0])),
+        // A later fragment has no ports (default); a first fragment does (source).
+        eth(0x0800, &ipv4(RS, C, 17, 0x0003, &[0; 16])),
+        eth(
+            0x0800,
+            &ipv4(RS, C, 17, 0x2000, &{
+                let mut u = udp(53, 40000, &[7; 16]);
+                u[4..6].copy_from_slice(&100u16.to_be_bytes());
+                u
+            }),
+        ),
+    ]);
+    // A VLAN-tagged reply.
+    let inner = eth(0x0800, &ipv4(RS, C, 6, 0, &tcp(8080, 40001, ack)));
+    let mut tagged = inner[..12].to_vec();
+    tagged.extend_from_slice(&[0x81, 0x00, 0x00, 0x64]);
+    tagged.extend_from_slice(&inner[12..]);
+    c.push(tagged);
+    c
 }
 
 /// Valid frames of every kind the program distinguishes.
@@ -279,6 +413,7 @@ fn corpus() -> Vec<Vec<u8>> {
     }
     long.extend_from_slice(&udp(5556, 53, b"x"));
     c.push(eth(0x86dd, &ipv6(R6, L6, 60, &long)));
+    c.extend(source_corpus());
     c
 }
 
@@ -324,6 +459,7 @@ fn differential(default: DefaultAction, seed: u64) {
     let mut frames = base.clone();
     frames.extend(mutations(&base, seed, 40));
     let mut by_outcome = std::collections::BTreeMap::new();
+    let mut by_hit = std::collections::BTreeMap::new();
     for f in &frames {
         let (action, got, hit) = run(&x, f);
         let (want, want_hit) = expected(&d, f);
@@ -346,10 +482,20 @@ fn differential(default: DefaultAction, seed: u64) {
         };
         assert_eq!(action, want_action, "frame {f:02x?}");
         *by_outcome.entry(format!("{got:?}")).or_insert(0u32) += 1;
+        *by_hit.entry(format!("{hit:?}")).or_insert(0u32) += 1;
     }
-    eprintln!("{} frames, outcomes: {by_outcome:?}", frames.len());
+    eprintln!(
+        "{} frames, outcomes: {by_outcome:?}, rules: {by_hit:?}",
+        frames.len()
+    );
     // The corpus must exercise every rule and most malformed reasons.
-    for s in 1..=11 {
+    for hit in [Hit::Exact, Hit::Syn, Hit::Listener, Hit::Source, Hit::Host] {
+        assert!(
+            by_hit.contains_key(&format!("{:?}", Some(hit))),
+            "{hit:?} never matched"
+        );
+    }
+    for s in 1..SLOTS {
         assert!(
             by_outcome.contains_key(&format!("Channel({s})")),
             "slot {s} never chosen"
@@ -487,6 +633,54 @@ fn syn_only_listener_leaves_other_segments_to_the_default() {
     );
     x.remove_host(L.into()).unwrap();
     assert_eq!(run(&x, &syn), (XdpAction::Pass, Outcome::Pass, None));
+}
+
+#[test]
+fn source_rule_takes_replies_until_removed() {
+    let Some(mut x) = load() else { return };
+    x.set_config(&DemuxConfig::default()).unwrap();
+    let key = SourceKey::new(Proto::Tcp, RS.into(), 8080);
+    let reply = |cport| eth(0x0800, &ipv4(RS, C, 6, 0, &tcp(8080, cport, TcpFlags::ACK)));
+    let to_local = eth(0x0800, &ipv4(RS, L, 6, 0, &tcp(8080, 5000, TcpFlags::ACK)));
+    assert_eq!(
+        run(&x, &reply(40000)),
+        (XdpAction::Pass, Outcome::Pass, None)
+    );
+    x.insert_source(&key, ch(3)).unwrap();
+    x.insert_host(L.into(), ch(9)).unwrap();
+    for cport in [1, 40000, 65535] {
+        assert_eq!(
+            run(&x, &reply(cport)),
+            (XdpAction::Pass, Outcome::Channel(3), Some(Hit::Source))
+        );
+    }
+    assert_eq!(
+        run(&x, &to_local),
+        (XdpAction::Pass, Outcome::Channel(3), Some(Hit::Source))
+    );
+    // Replacing moves it; a listener for the destination takes it back.
+    x.insert_source(&key, ch(4)).unwrap();
+    assert_eq!(run(&x, &reply(40000)).1, Outcome::Channel(4));
+    x.insert_listener(&ListenerKey::any(Proto::Tcp, 40000), &Listener::new(ch(6)))
+        .unwrap();
+    assert_eq!(
+        run(&x, &reply(40000)),
+        (XdpAction::Pass, Outcome::Channel(6), Some(Hit::Listener))
+    );
+    x.remove_source(&key).unwrap();
+    x.remove_source(&key).unwrap(); // absent: fine
+    assert_eq!(
+        run(&x, &reply(40001)),
+        (XdpAction::Pass, Outcome::Pass, None)
+    );
+    assert_eq!(
+        run(&x, &to_local),
+        (XdpAction::Pass, Outcome::Channel(9), Some(Hit::Host))
+    );
+    assert!(matches!(
+        x.insert_source(&key, ChannelId(SLOTS)),
+        Err(XdpError::SlotOutOfRange { .. })
+    ));
 }
 
 #[test]

@@ -65,7 +65,7 @@ use std::net::IpAddr;
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
-use lrp_core::demux::{ChannelId, DefaultAction, Listener, ListenerKey};
+use lrp_core::demux::{ChannelId, DefaultAction, Listener, ListenerKey, SourceKey};
 use lrp_core::flow::FlowKey;
 
 use crate::config::XdpAttach;
@@ -249,6 +249,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn sync_flow(&self, key: &FlowKey, channel: Option<ChannelId>) -> Result<()>;
     /// Mirror a listener-table entry (`None`: remove it).
     fn sync_listener(&self, key: &ListenerKey, listener: Option<Listener>) -> Result<()>;
+    /// Mirror a source-table entry (`None`: remove it).
+    fn sync_source(&self, key: &SourceKey, channel: Option<ChannelId>) -> Result<()>;
     /// Mirror a host-table entry (`None`: remove it).
     fn sync_host(&self, addr: &IpAddr, channel: Option<ChannelId>) -> Result<()>;
     /// Mirror the default action.

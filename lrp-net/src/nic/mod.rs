@@ -326,15 +326,15 @@ impl Nic {
     /// is opened as a *soft channel* ([`Channel::is_soft`], [`ChannelStats::soft`]): a
     /// bounded queue in the facade only, as in SOFT-LRP. The NIC does not know its rule
     /// and keeps delivering its frames to the channel whose rule claims them there (the
-    /// listener's, the SYN or the host channel); whoever takes frames from that ring — its
+    /// listener's, the SYN, the source or the host channel); whoever takes frames from that ring — its
     /// receiver, or the poll step that the soft channel's own `recv`/`wait` run — moves
     /// them to the soft channel first, discarding early (counted as
     /// [`DropReason::SoftDiscard`](crate::DropReason::SoftDiscard)) when it is full. A soft channel keeps early
     /// demultiplexing, its own queue, lazy processing and accounting; what it loses is
     /// the NIC's gate (its frames are copied before they can be discarded) and, since its
     /// frames share the claiming channel's ring, some isolation from that channel.
-    /// Its rules can only be exact rules. A soft channel is opened only if a listener or
-    /// host rule of an NI channel claims the flow in the NIC; otherwise, and for other
+    /// Its rules can only be exact rules. A soft channel is opened only if a listener,
+    /// source or host rule of an NI channel claims the flow in the NIC; otherwise, and for other
     /// rules, the call fails with [`Error::NoChannelSlot`](crate::Error::NoChannelSlot).
     ///
     /// Errors: [`Error::RuleInUse`](crate::Error::RuleInUse) if another channel owns the rule,

@@ -16,7 +16,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use lrp_core::demux::{ChannelId, Listener, ListenerKey};
+use lrp_core::demux::{ChannelId, Listener, ListenerKey, SourceKey};
 use lrp_core::flow::Proto;
 
 use super::state::{lock, ChannelShared, ListenerSlots, NicInner, Table};
@@ -207,6 +207,13 @@ impl NicInner {
                     return Err(e);
                 }
             }
+            Rule::Source(key) => {
+                self.write_table().demux.insert_source(key, ch.id);
+                if let Err(e) = backend.sync_source(&key, Some(ch.id)) {
+                    self.write_table().demux.remove_source(&key);
+                    return Err(e);
+                }
+            }
             Rule::Host(addr) => {
                 self.write_table().demux.insert_host(addr, ch.id);
                 if let Err(e) = backend.sync_host(&addr, Some(ch.id)) {
@@ -243,6 +250,9 @@ impl NicInner {
                     }
                     set_listener(&mut table, key, slots);
                 }
+                Rule::Source(key) => {
+                    table.demux.remove_source(&key);
+                }
                 Rule::Host(addr) => {
                     table.demux.remove_host(&addr);
                 }
@@ -260,6 +270,7 @@ impl NicInner {
             Rule::Listener(key) | Rule::Syn(key) => {
                 backend.sync_listener(&key, listener_entry(slots))
             }
+            Rule::Source(key) => backend.sync_source(&key, None),
             Rule::Host(addr) => backend.sync_host(&addr, None),
         };
         if let Err(e) = synced {
@@ -271,8 +282,9 @@ impl NicInner {
         true
     }
 
-    /// Record whether `ch` has a rule other than an exact one (NI-LRP: its ring may then
-    /// carry soft channels' frames), and keep the feeder set in step.
+    /// Record whether `ch` has a rule other than an exact one — a listener, SYN, source or
+    /// host rule (NI-LRP: its ring may then carry soft channels' frames) — and keep the
+    /// feeder set in step.
     fn update_wide(&self, ch: &ChannelShared, rules: &[Rule]) {
         let wide = rules.iter().any(|r| !matches!(r, Rule::Exact(_)));
         if ch.wide.swap(wide, Ordering::Relaxed) == wide {
@@ -325,8 +337,9 @@ fn check_rule(rule: &Rule) -> Result<()> {
 
 /// NI-LRP: whether a channel for `rule` can be soft: an exact rule whose frames an NI
 /// channel's rule claims in the NIC (a listener's plain rule for its destination, or with
-/// no listener for it, a host rule for its destination address), so that they reach a
-/// ring from which they are moved to it.
+/// no listener for it, a source rule for its source or else a host rule for its
+/// destination address — the demux precedence without the exact step), so that they
+/// reach a ring from which they are moved to it.
 fn soft_feasible(table: &Table, rule: &Rule) -> bool {
     let Rule::Exact(key) = rule else {
         return false;
@@ -341,7 +354,10 @@ fn soft_feasible(table: &Table, rule: &Rule) -> bool {
         });
     let claimer = match listener {
         Some(l) => l.channel,
-        None => table.demux.host(&key.dst),
+        None => table
+            .demux
+            .source(&SourceKey::of_flow(key))
+            .or_else(|| table.demux.host(&key.dst)),
     };
     claimer
         .and_then(|id| table.channel(id))
@@ -354,6 +370,7 @@ fn rule_owner(table: &Table, rule: &Rule) -> Option<ChannelId> {
         Rule::Exact(key) => table.demux.flow(key),
         Rule::Listener(key) => table.listeners.get(key).and_then(|s| s.plain),
         Rule::Syn(key) => table.listeners.get(key).and_then(|s| s.syn),
+        Rule::Source(key) => table.demux.source(key),
         Rule::Host(addr) => table.demux.host(addr),
     }
 }

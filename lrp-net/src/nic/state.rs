@@ -63,8 +63,8 @@ pub(super) struct ChannelShared {
     /// in the facade's table alone; its frames arrive in the ring of the channel whose
     /// NIC rule claims them and are moved here (`step::divert`).
     pub(super) soft: bool,
-    /// NI-LRP: the channel has a listener, SYN or host rule, so its ring may carry soft
-    /// channels' frames (it is a *feeder*, see [`Feeders`]).
+    /// NI-LRP: the channel has a listener, SYN, source or host rule, so its ring may carry
+    /// soft channels' frames (it is a *feeder*, see [`Feeders`]).
     pub(super) wide: AtomicBool,
     /// NI-LRP: held while taking frames from the channel's ring (by its receiver, or by
     /// the poll step moving soft channels' frames out), so that the channel's own frames

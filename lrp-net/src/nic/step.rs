@@ -27,7 +27,7 @@
 //! **NI-LRP soft channels** ([`divert`], [`service_ni`]). When the NIC has no slot left
 //! for a channel with an exact rule, the channel is a soft channel: its rule lives only in
 //! the facade's table, so the NIC keeps sending its frames where its own, wider rules say
-//! (the listener's, the SYN or the host channel's ring). Whoever takes frames from such a
+//! (the listener's, the SYN, the source or the host channel's ring). Whoever takes frames from such a
 //! ring runs them through the facade's exact table first and moves a soft channel's frames
 //! to it, discarding early (counted on the soft channel) when it is full. The cost is one
 //! classification per frame on those rings, paid only while soft channels exist.
@@ -229,7 +229,7 @@ pub(super) fn divert(table: &Table, from: ChannelId, frame: Frame) -> Option<Fra
 
 /// NI-LRP with soft channels, in the poll step: take up to `budget` frames from the ring
 /// of every NI channel whose NIC rules may claim a soft channel's frames (listener, SYN,
-/// host rules), move soft channels' frames to them ([`divert`]) and keep the others, in
+/// source, host rules), move soft channels' frames to them ([`divert`]) and keep the others, in
 /// order, in their own channel's stash (its core queue, which its `recv` empties before
 /// its ring). A ring whose owner is receiving at the moment is skipped (the owner diverts
 /// itself), and only as many frames are taken as the stash has room for, so the owner's

@@ -81,8 +81,9 @@ impl<'a> Armed<'a> {
 }
 
 /// NI-LRP: the rings in which soft channels' frames arrive (the rings of channels with a
-/// listener, SYN or host rule: *feeders*), as **one** readiness source per NIC queue. A
-/// soft channel waits on its own queue and on this set, whatever the number of feeders.
+/// listener, SYN, source or host rule: *feeders*), as **one** readiness source per NIC
+/// queue. A soft channel waits on its own queue and on this set, whatever the number of
+/// feeders.
 ///
 /// Rings that signal through a descriptor (AF_XDP sockets, level-triggered) are members
 /// of an epoll set, readable while any of them holds frames. Rings signalled through a

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use crossbeam_queue::ArrayQueue;
 use lrp_core::channel::NiChannel;
-use lrp_core::demux::{ChannelId, DefaultAction, Demux, Listener, ListenerKey, Verdict};
+use lrp_core::demux::{ChannelId, DefaultAction, Demux, Listener, ListenerKey, SourceKey, Verdict};
 use lrp_core::flow::{classify, Classification, FlowKey};
 
 use crate::backend::{
@@ -338,6 +338,15 @@ impl Backend for SimBackend {
         match listener {
             Some(l) => maps.demux.insert_listener(*key, l),
             None => maps.demux.remove_listener(key),
+        };
+        Ok(())
+    }
+
+    fn sync_source(&self, key: &SourceKey, channel: Option<ChannelId>) -> Result<()> {
+        let mut maps = self.maps_mut();
+        match channel {
+            Some(id) => maps.demux.insert_source(*key, id),
+            None => maps.demux.remove_source(key),
         };
         Ok(())
     }

@@ -93,7 +93,7 @@
 //!
 //! The stack's host channel ([`Rule::host`]) receives ARP for and ICMP to its address,
 //! and every UDP datagram or TCP segment to its address that no socket's rule claims (the
-//! host rule comes after the exact and listener rules, see [`lrp_core::demux`]). A
+//! host rule comes after the exact, listener and source rules, see [`lrp_core::demux`]). A
 //! control interface without sockets answers ARP requests and echo requests, a TCP
 //! segment to a closed port with a RST (a RST itself is not answered), and a UDP datagram
 //! to a closed port with an ICMP port unreachable — what a peer expects from the owner of

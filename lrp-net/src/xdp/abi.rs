@@ -13,7 +13,7 @@
 
 use std::net::IpAddr;
 
-use lrp_core::demux::ListenerKey;
+use lrp_core::demux::{ListenerKey, SourceKey};
 use lrp_core::flow::{FlowKey, Proto};
 
 /// Default number of slots (`LRP_MAX_SLOTS`): XSKMAP, gate and per-slot stats entries.
@@ -24,6 +24,8 @@ pub const DEFAULT_MAX_FLOWS: u32 = 16384;
 pub const DEFAULT_MAX_LISTENERS: u32 = 1024;
 /// Default capacity of the host map (`LRP_MAX_HOSTS`).
 pub const DEFAULT_MAX_HOSTS: u32 = 64;
+/// Default capacity of the source map (`LRP_MAX_SOURCES`).
+pub const DEFAULT_MAX_SOURCES: u32 = 1024;
 /// Receive queues the dispatcher can serve (`LRP_MAX_QUEUES`): entries of its program
 /// array and of its per-queue counter of frames on unserved queues.
 pub const MAX_QUEUES: u32 = 64;
@@ -110,6 +112,21 @@ pub struct RawListener {
     pub syn_slot: u32,
 }
 
+/// `struct lrp_source_key`: key of the `sources` map (value: slot, `u32`). Same layout as
+/// [`RawListenerKey`], without a wildcard.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct RawSourceKey {
+    /// Remote address: the frame's source address.
+    pub addr: [u8; 16],
+    /// Remote port: the frame's source port, network byte order.
+    pub port: [u8; 2],
+    /// IP protocol number.
+    pub proto: u8,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+}
+
 /// `struct lrp_host_key`: key of the `hosts` map (value: slot, `u32`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -158,6 +175,8 @@ pub struct RawGlobalStats {
     pub hit_soft: u64,
     /// Non-first IP fragments (default action).
     pub fragments: u64,
+    /// Slots chosen by the source table.
+    pub hit_source: u64,
 }
 
 const _: () = {
@@ -165,13 +184,15 @@ const _: () = {
     assert!(std::mem::size_of::<RawFlowKey>() == 40);
     assert!(std::mem::size_of::<RawListenerKey>() == 20);
     assert!(std::mem::size_of::<RawListener>() == 8);
+    assert!(std::mem::size_of::<RawSourceKey>() == 20);
     assert!(std::mem::size_of::<RawHostKey>() == 20);
     assert!(std::mem::size_of::<RawSlotStats>() == 24);
-    assert!(std::mem::size_of::<RawGlobalStats>() == 8 * (3 + MALFORMED_REASONS + 6));
+    assert!(std::mem::size_of::<RawGlobalStats>() == 8 * (3 + MALFORMED_REASONS + 7));
     // Ports are byte arrays, so the keys have alignment 1 where C has 2; sizes and
     // offsets are identical, and the kernel copies keys as bytes.
     assert!(std::mem::align_of::<RawFlowKey>() == 1);
     assert!(std::mem::align_of::<RawListenerKey>() == 1);
+    assert!(std::mem::align_of::<RawSourceKey>() == 1);
     assert!(std::mem::align_of::<RawHostKey>() == 1);
 };
 
@@ -186,6 +207,8 @@ unsafe impl aya::Pod for RawFlowKey {}
 unsafe impl aya::Pod for RawListenerKey {}
 // SAFETY: see `RawConfig`.
 unsafe impl aya::Pod for RawListener {}
+// SAFETY: see `RawConfig`.
+unsafe impl aya::Pod for RawSourceKey {}
 // SAFETY: see `RawConfig`.
 unsafe impl aya::Pod for RawHostKey {}
 // SAFETY: see `RawConfig`.
@@ -238,6 +261,18 @@ impl From<&ListenerKey> for RawListenerKey {
             None => ([0; 16], FAMILY_ANY),
         };
         RawListenerKey {
+            addr,
+            port: k.port.to_be_bytes(),
+            proto: proto_number(k.proto),
+            family,
+        }
+    }
+}
+
+impl From<&SourceKey> for RawSourceKey {
+    fn from(k: &SourceKey) -> Self {
+        let (addr, family) = encode_addr(k.addr);
+        RawSourceKey {
             addr,
             port: k.port.to_be_bytes(),
             proto: proto_number(k.proto),
@@ -316,6 +351,27 @@ mod tests {
         for (i, m) in c_order.iter().enumerate() {
             assert_eq!(m.index(), i, "{m:?}");
         }
+    }
+
+    #[test]
+    fn source_key_encoding() {
+        let v4 = RawSourceKey::from(&SourceKey::new(
+            Proto::Udp,
+            IpAddr::V4(Ipv4Addr::new(192, 168, 1, 10)),
+            0x1f90,
+        ));
+        assert_eq!(&v4.addr[..4], &[192, 168, 1, 10]);
+        assert_eq!(&v4.addr[4..], &[0; 12]);
+        assert_eq!(
+            (v4.port, v4.proto, v4.family),
+            ([0x1f, 0x90], 17, FAMILY_V4)
+        );
+        let a = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x10);
+        let v6 = RawSourceKey::from(&SourceKey::new(Proto::Tcp, IpAddr::V6(a), 443));
+        assert_eq!(
+            (v6.addr, v6.port, v6.proto, v6.family),
+            (a.octets(), [1, 187], 6, FAMILY_V6)
+        );
     }
 
     #[test]

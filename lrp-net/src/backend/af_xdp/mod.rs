@@ -48,7 +48,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use lrp_core::channel::{Gate, GateState};
-use lrp_core::demux::{ChannelId, DefaultAction, Listener, ListenerKey};
+use lrp_core::demux::{ChannelId, DefaultAction, Listener, ListenerKey, SourceKey};
 use lrp_core::flow::FlowKey;
 
 use super::{Backend, BackendConfig, BackendStats, NiQueue, Readiness, RingCensus};
@@ -476,6 +476,15 @@ impl Backend for XdpBackend {
                 },
             ),
             None => p.remove_listener(key),
+        })
+    }
+
+    fn sync_source(&self, key: &SourceKey, channel: Option<ChannelId>) -> Result<()> {
+        let s = &self.shared;
+        let mut p = lock(&s.program);
+        Self::map_result(match channel {
+            Some(id) => p.insert_source(key, s.channel_for_map(id)),
+            None => p.remove_source(key),
         })
     }
 

@@ -6,13 +6,13 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use aya::maps::{Array, MapData};
 use lrp_core::channel::{Gate, GateState};
-use lrp_core::demux::{ChannelId, DefaultAction, Listener, ListenerKey};
+use lrp_core::demux::{ChannelId, DefaultAction, Listener, ListenerKey, SourceKey};
 use lrp_core::flow::{FlowKey, Malformed};
 
 use super::LrpXdp;
 use crate::xdp::abi::{
     self, RawConfig, RawFlowKey, RawGlobalStats, RawHostKey, RawListener, RawListenerKey,
-    MALFORMED_REASONS, NO_SLOT,
+    RawSourceKey, MALFORMED_REASONS, NO_SLOT,
 };
 use crate::xdp::XdpError;
 
@@ -80,6 +80,8 @@ pub struct ProgramCounters {
     pub hit_syn: u64,
     /// Slots chosen by a listener.
     pub hit_listener: u64,
+    /// Slots chosen by a source entry.
+    pub hit_source: u64,
     /// Slots chosen by a host entry.
     pub hit_host: u64,
     /// SOFT mode: claimed frames sent to the soft slot (counted in addition to the hit of
@@ -110,6 +112,7 @@ impl ProgramCounters {
         self.hit_exact += r.hit_exact;
         self.hit_syn += r.hit_syn;
         self.hit_listener += r.hit_listener;
+        self.hit_source += r.hit_source;
         self.hit_host += r.hit_host;
         self.hit_soft += r.hit_soft;
         self.fragments += r.fragments;
@@ -342,6 +345,22 @@ impl LrpXdp {
             self.listeners.remove(&RawListenerKey::from(key)),
             "listeners",
         )
+    }
+
+    /// Insert or replace a source entry: UDP / TCP from `key`'s (address, port) that no
+    /// exact or listener entry claims goes to `channel`, whatever its destination (an LVS
+    /// director's NAT replies from a real server). In SOFT mode it is one of the rules
+    /// whose frames go to the SOFT slot.
+    pub fn insert_source(&mut self, key: &SourceKey, channel: ChannelId) -> Result<(), XdpError> {
+        check_slot(slot_of(channel), self.max_slots)?;
+        self.sources
+            .insert(RawSourceKey::from(key), slot_of(channel), 0)
+            .map_err(map_err("sources", "insert"))
+    }
+
+    /// Remove a source entry. Removing an absent entry is not an error.
+    pub fn remove_source(&mut self, key: &SourceKey) -> Result<(), XdpError> {
+        absent_ok(self.sources.remove(&RawSourceKey::from(key)), "sources")
     }
 
     /// Insert or replace a host entry: ARP for `addr` and ICMP to it go to `channel`; in

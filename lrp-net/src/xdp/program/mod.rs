@@ -12,7 +12,7 @@
 //!
 //! What the maps mean is in the C header (`lrp_xdp.h`) and [`super::abi`]; the rules the
 //! program applies are those of [`lrp_core::demux::Demux`] (exact 5-tuple, SYN channel of
-//! the matching listener, listener, host, default).
+//! the matching listener, listener, source, host, default).
 //!
 //! Loading and attaching are here; the map updates, counters and gates are in `maps.rs`.
 
@@ -26,7 +26,7 @@ use aya::{Ebpf, EbpfError, EbpfLoader};
 
 use super::abi::{
     self, RawConfig, RawFlowKey, RawGlobalStats, RawHostKey, RawListener, RawListenerKey,
-    RawSlotStats,
+    RawSlotStats, RawSourceKey,
 };
 use super::sys;
 use super::XdpError;
@@ -73,6 +73,8 @@ pub struct ProgramConfig {
     pub max_listeners: u32,
     /// Host entries.
     pub max_hosts: u32,
+    /// Source entries.
+    pub max_sources: u32,
 }
 
 impl Default for ProgramConfig {
@@ -82,6 +84,7 @@ impl Default for ProgramConfig {
             max_flows: abi::DEFAULT_MAX_FLOWS,
             max_listeners: abi::DEFAULT_MAX_LISTENERS,
             max_hosts: abi::DEFAULT_MAX_HOSTS,
+            max_sources: abi::DEFAULT_MAX_SOURCES,
         }
     }
 }
@@ -130,6 +133,7 @@ pub struct LrpXdp {
     flows: HashMap<MapData, RawFlowKey, u32>,
     listeners: HashMap<MapData, RawListenerKey, RawListener>,
     hosts: HashMap<MapData, RawHostKey, u32>,
+    sources: HashMap<MapData, RawSourceKey, u32>,
     slot_stats: PerCpuArray<MapData, RawSlotStats>,
     global_stats: PerCpuArray<MapData, RawGlobalStats>,
 }
@@ -250,7 +254,8 @@ impl LrpXdp {
             .map_max_entries("slot_stats", config.max_slots)
             .map_max_entries("flows", config.max_flows)
             .map_max_entries("listeners", config.max_listeners)
-            .map_max_entries("hosts", config.max_hosts);
+            .map_max_entries("hosts", config.max_hosts)
+            .map_max_entries("sources", config.max_sources);
         l
     }
 
@@ -290,6 +295,7 @@ impl LrpXdp {
             flows: take(&mut ebpf, "flows")?,
             listeners: take(&mut ebpf, "listeners")?,
             hosts: take(&mut ebpf, "hosts")?,
+            sources: take(&mut ebpf, "sources")?,
             slot_stats: take(&mut ebpf, "slot_stats")?,
             global_stats: take(&mut ebpf, "global_stats")?,
             ebpf,
