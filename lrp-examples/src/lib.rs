@@ -11,6 +11,7 @@
 //! | `pingpong` | UDP round-trip latency: server, or client against any UDP echo server |
 //! | `http-server` | HTTP/1.0 and 1.1 server on lrp TCP serving generated objects `/obj/<size>` |
 //! | `http-get` | HTTP client on lrp TCP: fetches (and verifies) objects from any server |
+//! | `lrp-director` | the L4 load-balancing director; for now `check --config F` validates its configuration |
 //!
 //! Every binary parses its command line with `clap` (`--help` lists the options; a bad
 //! argument exits with status 2 and clap's message).
@@ -21,12 +22,14 @@
 //! (`tcp_listen` → `accept`), `raw_channel` (a demux `Rule` → `Nic::channel` → rewrite in
 //! place → `transmit`) and `sim_udp` (the simulated NIC, no root).
 //!
-//! The reusable parts live here, with unit tests: [`http`] (request routing, serving a
+//! The reusable parts live here, with unit tests: [`director`] (the director's
+//! configuration, for now), [`http`] (request routing, serving a
 //! connection, a client; message heads are parsed by `httparse`), [`object`] (the
 //! deterministic object bodies), [`net`] (the common network options, a `clap`
 //! argument group every binary flattens, and opening a stack), [`report`] (rates and
 //! percentiles).
 
+pub mod director;
 pub mod gen;
 pub mod http;
 pub mod net;

@@ -1,0 +1,393 @@
+//! `lrp-director`: the LVS-style L4 load-balancing director on lrp.
+//!
+//! `check --config F` reads and validates a configuration and prints a summary (exit 0),
+//! or prints every problem as `file:line:column: path: message` (exit 2). The other
+//! subcommands — `run` and the control commands that talk to a running director over its
+//! Unix control socket — have their arguments defined but are not implemented yet: they
+//! say so and exit with status 1.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use lrp_examples::director::config::{
+    Config, ConfigErrors, ForwardMode, SchedulerKind, DEFAULT_CONTROL_SOCKET,
+};
+use smoltcp::wire::EthernetAddress;
+
+/// What the unimplemented subcommands say.
+const NOT_YET: &str = "not implemented yet: the data path lands with issue 8";
+
+/// The LVS-style L4 load-balancing director on lrp.
+///
+/// Configuration errors exit with status 2, command-line errors too (clap); the
+/// subcommands that are not implemented yet exit with status 1.
+#[derive(Debug, Parser)]
+#[command(name = "lrp-director", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a configuration without running: print a summary of services and
+    /// servers (exit 0), or every problem with its file, line, column and key (exit 2)
+    Check {
+        /// The configuration file (TOML)
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Run the director (not implemented yet: the data path lands with issue 8; the
+    /// configuration is validated first)
+    Run {
+        /// The configuration file (TOML)
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Print a running director's statistics per service and real server (not
+    /// implemented yet: the data path lands with issue 8)
+    Stats {
+        #[command(flatten)]
+        control: ControlOpts,
+        /// Only this service
+        #[arg(long, value_name = "NAME")]
+        service: Option<String>,
+    },
+    /// Add a virtual service to a running director (not implemented yet: the data path
+    /// lands with issue 8)
+    AddService {
+        #[command(flatten)]
+        control: ControlOpts,
+        /// Its unique name
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// The virtual address
+        #[arg(long, value_name = "ADDR")]
+        vip: IpAddr,
+        /// The virtual port
+        #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+        port: u16,
+        /// The transport protocol
+        #[arg(long, value_enum, default_value_t = ProtoArg::Tcp)]
+        proto: ProtoArg,
+        /// The scheduler
+        #[arg(long, value_enum, default_value_t = SchedulerKind::Wlc)]
+        scheduler: SchedulerKind,
+        /// The forwarding mode
+        #[arg(long, value_enum)]
+        mode: ForwardMode,
+        /// Client affinity in seconds
+        #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..))]
+        persistence: Option<u32>,
+    },
+    /// Remove a virtual service from a running director (not implemented yet: the data
+    /// path lands with issue 8)
+    RemoveService {
+        #[command(flatten)]
+        control: ControlOpts,
+        /// The service's name
+        #[arg(long, value_name = "NAME")]
+        service: String,
+    },
+    /// Add a real server to a service of a running director (not implemented yet: the
+    /// data path lands with issue 8)
+    AddServer {
+        #[command(flatten)]
+        control: ControlOpts,
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Its weight (0 to 65535; 0 takes no new connections)
+        #[arg(long, value_name = "W", default_value_t = 1,
+              value_parser = clap::value_parser!(u32).range(0..=65_535))]
+        weight: u32,
+        /// Its MAC, for DR (learned by ARP when left out)
+        #[arg(long, value_name = "XX:XX:XX:XX:XX:XX", value_parser = parse_mac)]
+        mac: Option<EthernetAddress>,
+    },
+    /// Remove a real server from a service of a running director; its connections are
+    /// dropped (not implemented yet: the data path lands with issue 8)
+    RemoveServer {
+        #[command(flatten)]
+        control: ControlOpts,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Change a real server's weight in a running director; 0 drains it (not
+    /// implemented yet: the data path lands with issue 8)
+    SetWeight {
+        #[command(flatten)]
+        control: ControlOpts,
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The new weight (0 to 65535)
+        #[arg(long, value_name = "W", value_parser = clap::value_parser!(u32).range(0..=65_535))]
+        weight: u32,
+    },
+}
+
+/// Where a running director listens for control commands.
+#[derive(Debug, Args)]
+struct ControlOpts {
+    /// The director's Unix control socket
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_CONTROL_SOCKET)]
+    socket: PathBuf,
+}
+
+/// Which real server of which service.
+#[derive(Debug, Args)]
+struct ServerArgs {
+    /// The service's name
+    #[arg(long, value_name = "NAME")]
+    service: String,
+    /// The real server's address
+    #[arg(long, value_name = "ADDR")]
+    addr: IpAddr,
+    /// The real server's port (default: the service's)
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    port: Option<u16>,
+}
+
+/// Transport protocol on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ProtoArg {
+    /// TCP
+    Tcp,
+    /// UDP
+    Udp,
+}
+
+/// `xx:xx:xx:xx:xx:xx`, parsed by smoltcp.
+fn parse_mac(s: &str) -> Result<EthernetAddress, String> {
+    s.trim()
+        .parse()
+        .map_err(|()| "expected six hex bytes, xx:xx:xx:xx:xx:xx".to_string())
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Check { config } => match load(&config) {
+            Ok(c) => {
+                println!("{}: OK", config.display());
+                print!("{}", c.summary());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Run { config } => match load(&config) {
+            Ok(_) => not_yet("run"),
+            Err(code) => code,
+        },
+        Command::Stats { .. } => not_yet("stats"),
+        Command::AddService { .. } => not_yet("add-service"),
+        Command::RemoveService { .. } => not_yet("remove-service"),
+        Command::AddServer { .. } => not_yet("add-server"),
+        Command::RemoveServer { .. } => not_yet("remove-server"),
+        Command::SetWeight { .. } => not_yet("set-weight"),
+    }
+}
+
+/// Load and check `path`; on errors print them all on stderr and give exit status 2.
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|errors: ConfigErrors| {
+        eprintln!("{errors}");
+        let n = errors.errors.len();
+        eprintln!(
+            "lrp-director: {}: {n} error{}",
+            path.display(),
+            if n == 1 { "" } else { "s" }
+        );
+        ExitCode::from(2)
+    })
+}
+
+fn not_yet(command: &str) -> ExitCode {
+    eprintln!("lrp-director {command}: {NOT_YET}");
+    ExitCode::from(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+
+    use super::*;
+    use lrp_examples::net::check_command_line;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("lrp-director").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn command_line_is_clap_with_help_and_status_2() {
+        check_command_line::<Cli>(
+            &[
+                "check",
+                "run",
+                "stats",
+                "add-service",
+                "remove-service",
+                "add-server",
+                "remove-server",
+                "set-weight",
+            ],
+            &[
+                (&[][..], ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand),
+                (&["check"], ErrorKind::MissingRequiredArgument),
+                (&["frobnicate"], ErrorKind::InvalidSubcommand),
+                (&["check", "--config"], ErrorKind::InvalidValue),
+                (
+                    &["check", "--config", "a", "--bogus"],
+                    ErrorKind::UnknownArgument,
+                ),
+                (
+                    &["add-server", "--service", "web", "--addr", "10.0.0.300"],
+                    ErrorKind::ValueValidation,
+                ),
+                (
+                    &[
+                        "set-weight",
+                        "--service",
+                        "w",
+                        "--addr",
+                        "10.0.0.1",
+                        "--weight",
+                        "65536",
+                    ],
+                    ErrorKind::ValueValidation,
+                ),
+                (
+                    &[
+                        "add-service",
+                        "--name",
+                        "w",
+                        "--vip",
+                        "10.0.0.1",
+                        "--port",
+                        "80",
+                        "--mode",
+                        "tun",
+                    ],
+                    ErrorKind::InvalidValue,
+                ),
+                (
+                    &[
+                        "add-service",
+                        "--name",
+                        "w",
+                        "--vip",
+                        "10.0.0.1",
+                        "--port",
+                        "0",
+                        "--mode",
+                        "dr",
+                    ],
+                    ErrorKind::ValueValidation,
+                ),
+                (
+                    &[
+                        "add-server",
+                        "--service",
+                        "w",
+                        "--addr",
+                        "10.0.0.1",
+                        "--mac",
+                        "zz",
+                    ],
+                    ErrorKind::ValueValidation,
+                ),
+            ],
+        );
+    }
+
+    #[test]
+    fn every_subcommand_help_renders_and_unimplemented_ones_say_so() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        for sub in cli.get_subcommands_mut() {
+            let name = sub.get_name().to_owned();
+            let help = sub.render_long_help().to_string();
+            if !matches!(name.as_str(), "check" | "help") {
+                assert!(help.contains("not implemented yet"), "{name}:\n{help}");
+            }
+        }
+    }
+
+    #[test]
+    fn subcommand_arguments() {
+        match parse(&["check", "-c", "d.toml"]).unwrap().command {
+            Command::Check { config } => assert_eq!(config, Path::new("d.toml")),
+            c => panic!("{c:?}"),
+        }
+        match parse(&[
+            "add-server",
+            "--service",
+            "web",
+            "--addr",
+            "10.0.0.5",
+            "--port",
+            "8080",
+            "--weight",
+            "0",
+            "--mac",
+            "02:00:00:00:00:05",
+        ])
+        .unwrap()
+        .command
+        {
+            Command::AddServer {
+                control,
+                server,
+                weight,
+                mac,
+            } => {
+                assert_eq!(control.socket, Path::new(DEFAULT_CONTROL_SOCKET));
+                assert_eq!(server.service, "web");
+                assert_eq!(
+                    (server.addr, server.port),
+                    ("10.0.0.5".parse().unwrap(), Some(8080))
+                );
+                assert_eq!(weight, 0);
+                assert_eq!(mac, Some(EthernetAddress([2, 0, 0, 0, 0, 5])));
+            }
+            c => panic!("{c:?}"),
+        }
+        match parse(&[
+            "add-service",
+            "--socket",
+            "/tmp/d.sock",
+            "--name",
+            "dns",
+            "--vip",
+            "2001:db8::1",
+            "--port",
+            "53",
+            "--proto",
+            "udp",
+            "--scheduler",
+            "mh",
+            "--mode",
+            "dr",
+        ])
+        .unwrap()
+        .command
+        {
+            Command::AddService {
+                control,
+                proto,
+                scheduler,
+                mode,
+                persistence,
+                ..
+            } => {
+                assert_eq!(control.socket, Path::new("/tmp/d.sock"));
+                assert_eq!(
+                    (proto, scheduler, mode),
+                    (ProtoArg::Udp, SchedulerKind::Mh, ForwardMode::Dr)
+                );
+                assert_eq!(persistence, None);
+            }
+            c => panic!("{c:?}"),
+        }
+    }
+}
