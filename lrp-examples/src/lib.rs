@@ -12,6 +12,7 @@
 //! | `http-server` | HTTP/1.0 and 1.1 server on lrp TCP serving generated objects `/obj/<size>` |
 //! | `http-get` | HTTP client on lrp TCP: fetches (and verifies) objects from any server |
 //! | `lrp-director` | the L4 load-balancing director; for now `check --config F` validates its configuration |
+//! | `lrp-gen` | open-loop generators on AF_XDP TX: UDP from many sources, spoofed SYN floods (test namespaces only) |
 //!
 //! Every binary parses its command line with `clap` (`--help` lists the options; a bad
 //! argument exits with status 2 and clap's message).
@@ -23,7 +24,8 @@
 //! place → `transmit`) and `sim_udp` (the simulated NIC, no root).
 //!
 //! The reusable parts live here, with unit tests: [`director`] (the director's
-//! configuration, for now), [`http`] (request routing, serving a
+//! configuration, for now), [`gen`] (frame templates, source walks and pacing for
+//! `lrp-gen`), [`http`] (request routing, serving a
 //! connection, a client; message heads are parsed by `httparse`), [`object`] (the
 //! deterministic object bodies), [`net`] (the common network options, a `clap`
 //! argument group every binary flattens, and opening a stack), [`report`] (rates and
