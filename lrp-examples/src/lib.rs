@@ -26,7 +26,11 @@
 //! deterministic object bodies), [`net`] (the common network options, a `clap`
 //! argument group every binary flattens, and opening a stack), [`report`] (rates and
 //! percentiles).
+//!
+//! [`director`] is the load-balancer director's core, in progress: schedulers (rr, wrr,
+//! lc, wlc, sh, Maglev) and the connection table, pure logic with no data path yet.
 
+pub mod director;
 pub mod http;
 pub mod net;
 pub mod object;
