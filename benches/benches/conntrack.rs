@@ -10,7 +10,15 @@
 //! Each table is filled to its cap (`max_entries` = the size). Before each group the
 //! bench prints the build time, bytes per entry and the table's total memory. Lookups
 //! walk a pool of keys chosen at random from the whole table, so large tables miss the
-//! cache the way real traffic does. The 10M table takes about 810 MB.
+//! cache the way real traffic does. The 10M table takes about 810 MB and builds in ~10 s.
+//!
+//! Reading the numbers: a hit is three dependent random memory accesses (hashbrown's
+//! control byte, its slot, the slab entry), a miss usually one. Once the table outgrows
+//! the caches the cost is memory latency, not hashing: on the 2-core development VM (4 KiB
+//! pages, nested paging) one dependent random load measured ~300 ns over 76 MB and
+//! ~650 ns over 760 MB, and hits ~1.0 µs at 1M and ~1.6 µs at 10M entries, misses
+//! ~0.23 / ~0.34 µs, against ~45 ns for a hit at 1K. Huge pages and batched lookups
+//! with prefetch are the levers, not the hash table's shape.
 
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};

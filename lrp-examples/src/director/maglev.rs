@@ -117,6 +117,7 @@ impl StableHash {
     }
 
     /// SipHash-2-4 of `data`.
+    #[inline]
     pub fn hash(&self, data: &[u8]) -> u64 {
         let mut v = [
             self.k0 ^ 0x736f_6d65_7073_6575,
@@ -152,6 +153,7 @@ impl StableHash {
     }
 }
 
+#[inline(always)]
 fn sip_round(v: &mut [u64; 4]) {
     v[0] = v[0].wrapping_add(v[1]);
     v[1] = v[1].rotate_left(13) ^ v[0];
@@ -173,6 +175,7 @@ pub(crate) struct Encoded {
 }
 
 impl Encoded {
+    #[inline]
     pub(crate) const fn new() -> Self {
         Encoded {
             buf: [0; 40],
@@ -180,12 +183,14 @@ impl Encoded {
         }
     }
 
+    #[inline]
     fn push(&mut self, bytes: &[u8]) {
         self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
         self.len += bytes.len();
     }
 
     /// Appends an IP address: a family byte (4 or 6), then the address in network order.
+    #[inline]
     pub(crate) fn ip(mut self, ip: IpAddr) -> Self {
         match ip {
             IpAddr::V4(a) => {
@@ -201,17 +206,20 @@ impl Encoded {
     }
 
     /// Appends a port (or any u16) in network order.
+    #[inline]
     pub(crate) fn port(mut self, port: u16) -> Self {
         self.push(&port.to_be_bytes());
         self
     }
 
     /// Appends one byte.
+    #[inline]
     pub(crate) fn byte(mut self, b: u8) -> Self {
         self.push(&[b]);
         self
     }
 
+    #[inline]
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
@@ -251,6 +259,7 @@ impl MaglevHashes {
 
     /// The hash of a flow under `mode` (also what source hashing uses, with
     /// [`FlowHash::SourceAddr`]).
+    #[inline]
     pub(crate) fn flow(&self, flow: &FlowKey, mode: FlowHash) -> u64 {
         let enc = match mode {
             FlowHash::FiveTuple => Encoded::new()
