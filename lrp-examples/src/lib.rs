@@ -30,6 +30,10 @@
 //! deterministic object bodies), [`net`] (the common network options, a `clap`
 //! argument group every binary flattens, and opening a stack), [`report`] (rates and
 //! percentiles).
+//!
+//! [`director`] is the load-balancer director's core, in progress: its configuration
+//! (TOML), schedulers (rr, wrr, lc, wlc, sh, Maglev) and the connection table — pure logic
+//! with no data path yet.
 
 pub mod director;
 pub mod gen;

@@ -1,3 +1,47 @@
-//! The LVS-style L4 load-balancing director built on lrp's NI channels.
+//! # The director — an LVS-style layer-4 load balancer on lrp (in progress)
+//!
+//! The director receives connections for *virtual services* (VIP, port, protocol) and
+//! forwards each flow to one of the service's real servers, remembering the choice so
+//! that every packet of the flow goes to the same server.
+//!
+//! ## What exists
+//!
+//! The pure-logic core, with no I/O and no clock (callers pass `now` as nanoseconds):
+//!
+//! * [`scheduler`] — the [`Scheduler`](scheduler::Scheduler) that picks a
+//!   [`RealServer`](scheduler::RealServer) for a new flow: `rr`, `wrr`, `lc`, `wlc`, `sh`
+//!   and `mh` (Maglev), weights (0 = drained), and client
+//!   [`Persistence`](scheduler::Persistence).
+//! * [`maglev`] — Maglev consistent hashing and the stable keyed hash (SipHash-2-4) that
+//!   makes several directors behind ECMP agree without sharing state.
+//! * [`config`] — the TOML configuration (`lrp-director check --config F`): services,
+//!   real servers, schedulers, modes, timeouts, table limits, health checks; errors name
+//!   the file, line, column and field.
+//! * [`conntrack`] — the [`ConnTable`](conntrack::ConnTable): flow → server with TCP state
+//!   tracking, per-state timeouts, incremental expiry, a half-open bound and a memory cap;
+//!   keyed (randomly seeded) hashing; O(1) from 1 to 10M entries.
+//!
+//! How they fit together for one packet of a virtual service:
+//!
+//! ```text
+//! conn = table.on_segment(key, flags, dir, now)            // TCP; table.lookup for UDP
+//!     or else: server = scheduler.pick(key, &table)          // or pick_persistent
+//!              table.insert(key, server, SYN_RECV / ESTABLISHED / UDP, now)
+//!              on Err(Full | HalfOpenFull): server = scheduler.consistent_pick(key)
+//! periodically: table.expire(now, budget)
+//! ```
+//!
+//! ## What does not exist yet
+//!
+//! * **No data path**: nothing here receives, rewrites or transmits a frame — no NAT or
+//!   DR forwarding, no demux rules, no NI channels for SYN and established traffic.
+//! * The `lrp-director` binary only validates a configuration (`check`); `run`, `stats`
+//!   and the runtime control subcommands say they are not implemented yet.
+//! * No health checks, no per-service statistics, no runtime control interface.
+//!
+//! Time in this module is always a `u64` of nanoseconds on the caller's monotonic clock.
 
 pub mod config;
+pub mod conntrack;
+pub mod maglev;
+pub mod scheduler;
