@@ -43,5 +43,6 @@
 
 pub mod config;
 pub mod conntrack;
+pub mod forward;
 pub mod maglev;
 pub mod scheduler;
