@@ -176,8 +176,8 @@ impl Engine {
             return Err(DropCause::Malformed);
         }
         match path {
-            Path::Client => self.from_client(frame, &key, flags, &offsets, now),
-            Path::Reply => self.from_server(frame, &key, flags, &offsets, now),
+            Path::Client => self.client_frame(frame, &key, flags, &offsets, now),
+            Path::Reply => self.server_frame(frame, &key, flags, &offsets, now),
         }
     }
 
@@ -189,7 +189,7 @@ impl Engine {
         }
     }
 
-    fn from_client(
+    fn client_frame(
         &mut self,
         frame: &mut [u8],
         key: &FlowKey,
@@ -264,7 +264,7 @@ impl Engine {
         Ok(id)
     }
 
-    fn from_server(
+    fn server_frame(
         &mut self,
         frame: &mut [u8],
         key: &FlowKey,

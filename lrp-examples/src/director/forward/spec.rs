@@ -213,3 +213,44 @@ pub enum ForwardError {
     #[error("channel capacity 0")]
     ZeroCapacity,
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::director::config::Config;
+
+    const TOML: &str = r#"
+[director]
+client_iface = "eth0"
+
+[[service]]
+name = "web"
+vip = "192.0.2.10"
+port = 80
+scheduler = "wrr"
+mode = "nat"
+persistence = 30
+
+[[service.server]]
+addr = "10.1.0.11"
+port = 8080
+weight = 2
+mac = "02:00:00:00:01:0b"
+"#;
+
+    #[test]
+    fn from_config_takes_servers_macs_and_scheduler() {
+        let config = Config::from_toml("t.toml", TOML).unwrap();
+        let spec = ServiceSpec::from_config(&config.services[0], ConnTableConfig::new(16)).unwrap();
+        assert_eq!(spec.vip_addr(), "192.0.2.10:80".parse().unwrap());
+        assert_eq!(spec.scheduler.algorithm, Algorithm::WeightedRoundRobin);
+        assert_eq!(spec.persistence.map(|p| p.0), Some(30 * SECOND));
+        assert_eq!(spec.servers[0].weight, 2);
+        assert_eq!(spec.servers[0].mac, EthernetAddress([2, 0, 0, 0, 1, 0x0b]));
+
+        let no_mac = TOML.replace("mac = \"02:00:00:00:01:0b\"", "");
+        let config = Config::from_toml("t.toml", &no_mac).unwrap();
+        let err = ServiceSpec::from_config(&config.services[0], ConnTableConfig::new(16));
+        assert!(matches!(err, Err(ForwardError::NoServerMac(_))));
+    }
+}
