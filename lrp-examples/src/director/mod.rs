@@ -21,6 +21,17 @@
 //!   tracking, per-state timeouts, incremental expiry, a half-open bound and a memory cap;
 //!   keyed (randomly seeded) hashing; O(1) from 1 to 10M entries.
 //!
+//! And the first piece that does I/O:
+//!
+//! * [`health`] — health checks of the real servers over lrp TCP (`tcp`: a connection
+//!   is accepted; `http`: `GET path` answers the expected status; `none`), with
+//!   `interval`, `timeout` and `rise`/`fall` from the configuration. A pure state machine
+//!   ([`HealthState`](health::HealthState), [`CheckSchedule`](health::CheckSchedule)) and
+//!   a [`Checker`](health::Checker) running the checks on an lrp `Stack` (one scheduling
+//!   thread, a small worker pool), publishing up/down in a
+//!   [`HealthView`](health::HealthView) that is one atomic load per new flow. Tested on
+//!   two bridged simulated stacks; not yet on a real interface.
+//!
 //! How they fit together for one packet of a virtual service:
 //!
 //! ```text
@@ -31,17 +42,25 @@
 //! periodically: table.expire(now, budget)
 //! ```
 //!
+//! Down servers are meant to be skipped at `pick` (`health.is_up(server)`), but the
+//! schedulers do not consult a [`HealthView`](health::HealthView) yet: nothing joins the
+//! two until the data path exists.
+//!
 //! ## What does not exist yet
 //!
 //! * **No data path**: nothing here receives, rewrites or transmits a frame — no NAT or
 //!   DR forwarding, no demux rules, no NI channels for SYN and established traffic.
 //! * The `lrp-director` binary only validates a configuration (`check`); `run`, `stats`
 //!   and the runtime control subcommands say they are not implemented yet.
-//! * No health checks, no per-service statistics, no runtime control interface.
+//! * Health checks run, but nothing acts on them yet: the schedulers do not skip down
+//!   servers, and established flows to a down server are neither kept nor cut by policy.
+//!   Intervals and timeouts are whole seconds in the configuration (at least 1 s).
+//! * No per-service statistics, no runtime control interface.
 //!
 //! Time in this module is always a `u64` of nanoseconds on the caller's monotonic clock.
 
 pub mod config;
 pub mod conntrack;
+pub mod health;
 pub mod maglev;
 pub mod scheduler;
