@@ -539,6 +539,8 @@ enum Msg {
 pub struct Checker {
     view: HealthView,
     control: Sender<Msg>,
+    /// Set on drop: workers run no more checks, even ones already queued.
+    stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -583,21 +585,23 @@ impl Checker {
         let (jobs_tx, jobs_rx) = mpsc::channel::<ServerId>();
         let jobs_rx = Arc::new(Mutex::new(jobs_rx));
         let targets = Arc::new(targets);
+        let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::with_capacity(workers + 1);
         let mut spawn = |name: String, f: Box<dyn FnOnce() + Send>| -> io::Result<()> {
             threads.push(std::thread::Builder::new().name(name).spawn(f)?);
             Ok(())
         };
         for w in 0..workers {
-            let (stack, targets, jobs, done) = (
+            let (stack, targets, jobs, done, stop) = (
                 stack.clone(),
                 Arc::clone(&targets),
                 Arc::clone(&jobs_rx),
                 control.clone(),
+                Arc::clone(&stop),
             );
             spawn(
                 format!("lrp-health-{w}"),
-                Box::new(move || worker(&stack, &targets, &jobs, &done)),
+                Box::new(move || worker(&stack, &targets, &jobs, &done, &stop)),
             )?;
         }
         let scheduler = Scheduler {
@@ -616,6 +620,7 @@ impl Checker {
         Ok(Checker {
             view,
             control,
+            stop,
             threads,
         })
     }
@@ -628,6 +633,7 @@ impl Checker {
 
 impl Drop for Checker {
     fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
         let _ = self.control.send(Msg::Stop);
         // The scheduler stops at once and drops the job queue; each worker finishes the
         // check it is running (bounded by the check's timeout) and sees the queue closed.
@@ -647,11 +653,15 @@ fn worker(
     targets: &[Target],
     jobs: &Mutex<mpsc::Receiver<ServerId>>,
     done: &Sender<Msg>,
+    stop: &AtomicBool,
 ) {
     loop {
         // Only one worker waits on the queue at a time; the others wait for the lock.
         let job = lock(jobs).recv();
         let Ok(server) = job else { return };
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
         let t = &targets[server];
         let started = Instant::now();
         let result = check_once(stack, t.addr, &t.health.check, t.health.timeout);
