@@ -33,7 +33,7 @@
 //!
 //! [`director`] is the load-balancer director's core, in progress: its configuration
 //! (TOML), schedulers (rr, wrr, lc, wlc, sh, Maglev) and the connection table — pure logic
-//! with no data path yet.
+//! with no data path yet — and health checks of the real servers over lrp TCP.
 
 pub mod director;
 pub mod gen;

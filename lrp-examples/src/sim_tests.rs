@@ -14,7 +14,8 @@ use lrp_net::{Mode, Nic, NicConfig};
 use crate::http::{fetch, serve_connection, ServerConfig};
 use crate::object::{self, ObjectSource};
 
-struct Wire {
+/// A running bridge between two simulated NICs; stops (bounded join) on drop.
+pub(crate) struct Wire {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -28,7 +29,8 @@ impl Drop for Wire {
     }
 }
 
-fn bridge(a: SimPeer, b: SimPeer) -> Wire {
+/// Carry each simulated NIC's transmitted frames to the other, on a thread.
+pub(crate) fn bridge(a: SimPeer, b: SimPeer) -> Wire {
     let stop = Arc::new(AtomicBool::new(false));
     let s = Arc::clone(&stop);
     let thread = std::thread::spawn(move || {
@@ -49,7 +51,8 @@ fn bridge(a: SimPeer, b: SimPeer) -> Wire {
     }
 }
 
-fn pair(mode: Mode) -> (Stack, Stack, Wire) {
+/// Two stacks joined by a bridge: a server at 10.0.0.2 and a client at 10.0.0.1.
+pub(crate) fn pair(mode: Mode) -> (Stack, Stack, Wire) {
     let nic = || {
         Nic::sim(SimConfig::new(
             NicConfig::default().frame_count(4096).mode(mode),
