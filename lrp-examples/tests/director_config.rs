@@ -353,6 +353,56 @@ fn cases() -> Vec<Case> {
             "0 frames is out of range 1..=1048576",
         ),
         case(
+            "director address without a prefix",
+            edit(
+                "client_iface = \"eth0\"",
+                "client_iface = \"eth0\"\naddress = \"10.1.0.1\"",
+            ),
+            "\"10.1.0.1\"",
+            "director.address",
+            "`10.1.0.1` is not IPV4/PREFIX",
+        ),
+        case(
+            "director address with prefix 33",
+            edit(
+                "client_iface = \"eth0\"",
+                "client_iface = \"eth0\"\naddress = \"10.1.0.1/33\"",
+            ),
+            "\"10.1.0.1/33\"",
+            "director.address",
+            "prefix length 33 is not 1 to 32",
+        ),
+        case(
+            "gateway outside the director's subnet",
+            edit(
+                "client_iface = \"eth0\"",
+                "client_iface = \"eth0\"\naddress = \"10.1.0.1/24\"\ngateway = \"10.2.0.1\"",
+            ),
+            "\"10.2.0.1\"",
+            "director.gateway",
+            "10.2.0.1 is not another address of the director's subnet 10.1.0.1/24",
+        ),
+        case(
+            "gateway without an address",
+            edit(
+                "client_iface = \"eth0\"",
+                "client_iface = \"eth0\"\ngateway = \"10.1.0.254\"",
+            ),
+            "\"10.1.0.254\"",
+            "director.gateway",
+            "a gateway needs the director's `address`",
+        ),
+        case(
+            "VIP is the director's own address",
+            edit(
+                "client_iface = \"eth0\"",
+                "client_iface = \"eth0\"\naddress = \"192.0.2.10/24\"",
+            ),
+            "\"192.0.2.10\"",
+            "service[0].vip",
+            "192.0.2.10 is the director's own address (192.0.2.10/24), not a VIP",
+        ),
+        case(
             "interface name too long",
             edit("\"eth0\"", "\"a-very-long-interface\""),
             "\"a-very-long-interface\"",
@@ -491,6 +541,10 @@ fn example_config_passes_check() {
     let path = example_path();
     let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     assert!(config.director.management.ip().is_loopback());
+    let address = config.director.address.expect("the example sets address");
+    assert_eq!(address.to_string(), "10.1.0.1/24");
+    assert!(address.contains("10.1.0.11".parse().unwrap()));
+    assert!(!address.contains("10.1.1.11".parse().unwrap()));
     assert!(config.services.len() >= 3);
     let out = run_check(&path);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -501,6 +555,7 @@ fn example_config_passes_check() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains(": OK"), "{stdout}");
+    assert!(stdout.contains("address 10.1.0.1/24"), "{stdout}");
     for s in &config.services {
         assert!(stdout.contains(&s.name), "{stdout}");
         for r in &s.servers {
@@ -544,7 +599,7 @@ fn unimplemented_subcommands_say_so_with_status_1() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("not implemented yet: the data path lands with issue 8"));
+        .contains("not implemented yet: the control socket comes next"));
     // A bad configuration is still a configuration error for `run`.
     let file = scratch_dir().join("run-bad.toml");
     std::fs::write(&file, "[director]\n").unwrap();

@@ -1,23 +1,32 @@
 //! `lrp-director`: the LVS-style L4 load-balancing director on lrp.
 //!
 //! `check --config F` reads and validates a configuration and prints a summary (exit 0),
-//! or prints every problem as `file:line:column: path: message` (exit 2). The other
-//! subcommands — `run` and the control commands that talk to a running director over its
-//! Unix control socket — have their arguments defined but are not implemented yet: they
-//! say so and exit with status 1.
+//! or prints every problem as `file:line:column: path: message` (exit 2).
+//!
+//! `run --config F` runs the director on `client_iface` (in the process's network
+//! namespace) until SIGINT or SIGTERM, or for `--seconds N`; it prints one line of
+//! statistics per service every `--stats-interval` seconds and each health transition
+//! on stdout (see `lrp_examples::director::run`). A configuration that cannot run exits
+//! with status 2, a system failure (the interface cannot be opened) with status 1.
+//!
+//! The control commands that talk to a running director over its Unix control socket
+//! have their arguments defined but are not implemented yet: they say so and exit with
+//! status 1.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use lrp_examples::director::config::{
     Config, ConfigErrors, ForwardMode, SchedulerKind, DEFAULT_CONTROL_SOCKET,
 };
+use lrp_examples::director::run::{self, RunOptions};
 use smoltcp::wire::EthernetAddress;
 
 /// What the unimplemented subcommands say.
-const NOT_YET: &str = "not implemented yet: the data path lands with issue 8";
+const NOT_YET: &str = "not implemented yet: the control socket comes next";
 
 /// The LVS-style L4 load-balancing director on lrp.
 ///
@@ -39,15 +48,22 @@ enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Run the director (not implemented yet: the data path lands with issue 8; the
-    /// configuration is validated first)
+    /// Run the director on its interface (one-armed, IPv4) until SIGINT or SIGTERM:
+    /// statistics per service and health transitions on stdout
     Run {
         /// The configuration file (TOML)
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
+        /// Seconds between two statistics lines per service
+        #[arg(long, value_name = "SECONDS", default_value_t = 1.0,
+              value_parser = positive_seconds)]
+        stats_interval: f64,
+        /// Stop after this many seconds (default: run until SIGINT or SIGTERM)
+        #[arg(long, value_name = "N", value_parser = positive_seconds)]
+        seconds: Option<f64>,
     },
     /// Print a running director's statistics per service and real server (not
-    /// implemented yet: the data path lands with issue 8)
+    /// implemented yet: the control socket comes next)
     Stats {
         #[command(flatten)]
         control: ControlOpts,
@@ -55,8 +71,8 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         service: Option<String>,
     },
-    /// Add a virtual service to a running director (not implemented yet: the data path
-    /// lands with issue 8)
+    /// Add a virtual service to a running director (not implemented yet: the control
+    /// socket comes next)
     AddService {
         #[command(flatten)]
         control: ControlOpts,
@@ -82,8 +98,8 @@ enum Command {
         #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..))]
         persistence: Option<u32>,
     },
-    /// Remove a virtual service from a running director (not implemented yet: the data
-    /// path lands with issue 8)
+    /// Remove a virtual service from a running director (not implemented yet: the control
+    /// socket comes next)
     RemoveService {
         #[command(flatten)]
         control: ControlOpts,
@@ -92,7 +108,7 @@ enum Command {
         service: String,
     },
     /// Add a real server to a service of a running director (not implemented yet: the
-    /// data path lands with issue 8)
+    /// control socket comes next)
     AddServer {
         #[command(flatten)]
         control: ControlOpts,
@@ -107,7 +123,7 @@ enum Command {
         mac: Option<EthernetAddress>,
     },
     /// Remove a real server from a service of a running director; its connections are
-    /// dropped (not implemented yet: the data path lands with issue 8)
+    /// dropped (not implemented yet: the control socket comes next)
     RemoveServer {
         #[command(flatten)]
         control: ControlOpts,
@@ -115,7 +131,7 @@ enum Command {
         server: ServerArgs,
     },
     /// Change a real server's weight in a running director; 0 drains it (not
-    /// implemented yet: the data path lands with issue 8)
+    /// implemented yet: the control socket comes next)
     SetWeight {
         #[command(flatten)]
         control: ControlOpts,
@@ -158,6 +174,14 @@ enum ProtoArg {
     Udp,
 }
 
+/// A number of seconds, more than 0 and at most a day.
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x > 0.0 && x <= 86_400.0 => Ok(x),
+        _ => Err("expected seconds, more than 0 and at most 86400".to_string()),
+    }
+}
+
 /// `xx:xx:xx:xx:xx:xx`, parsed by smoltcp.
 fn parse_mac(s: &str) -> Result<EthernetAddress, String> {
     s.trim()
@@ -175,8 +199,25 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Run { config } => match load(&config) {
-            Ok(_) => not_yet("run"),
+        Command::Run {
+            config,
+            stats_interval,
+            seconds,
+        } => match load(&config) {
+            Ok(c) => {
+                let options = RunOptions {
+                    stats_interval: Duration::from_secs_f64(stats_interval),
+                    duration: seconds.map(Duration::from_secs_f64),
+                    ..RunOptions::default()
+                };
+                match run::run(&c, &options, run::stop_on_signals()) {
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("lrp-director run: {}: {e}", config.display());
+                        ExitCode::from(if e.is_config() { 2 } else { 1 })
+                    }
+                }
+            }
             Err(code) => code,
         },
         Command::Stats { .. } => not_yet("stats"),
@@ -307,7 +348,7 @@ mod tests {
         for sub in cli.get_subcommands_mut() {
             let name = sub.get_name().to_owned();
             let help = sub.render_long_help().to_string();
-            if !matches!(name.as_str(), "check" | "help") {
+            if !matches!(name.as_str(), "check" | "run" | "help") {
                 assert!(help.contains("not implemented yet"), "{name}:\n{help}");
             }
         }

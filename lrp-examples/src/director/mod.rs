@@ -81,4 +81,5 @@ pub mod conntrack;
 pub mod forward;
 pub mod health;
 pub mod maglev;
+pub mod run;
 pub mod scheduler;

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use lrp_core::flow::Proto;
@@ -12,22 +11,17 @@ use smoltcp::wire::EthernetAddress;
 use toml::Spanned;
 
 use super::error::{ConfigError, ConfigErrors, Positions};
-use super::raw::{
-    CheckKind, ProtoName, RawConfig, RawDirector, RawHealth, RawServer, RawService, RawTable,
-};
+use super::raw::{CheckKind, ProtoName, RawConfig, RawHealth, RawServer, RawService, RawTable};
 use super::{
-    ChannelCapacities, Config, DirectorConfig, ForwardMode, HealthCheck, HealthConfig,
-    SchedulerKind, ServerConfig, ServiceConfig, TableConfig, TableLimit, Timeouts,
-    DEFAULT_CONTROL_SOCKET, DEFAULT_ESTABLISHED_CAPACITY, DEFAULT_MAGLEV_TABLE_SIZE,
-    DEFAULT_MANAGEMENT, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_HALF_OPEN, DEFAULT_REPLY_CAPACITY,
+    ChannelCapacities, Config, ForwardMode, HealthCheck, HealthConfig, SchedulerKind, ServerConfig,
+    ServiceConfig, TableConfig, TableLimit, Timeouts, DEFAULT_ESTABLISHED_CAPACITY,
+    DEFAULT_MAGLEV_TABLE_SIZE, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_HALF_OPEN, DEFAULT_REPLY_CAPACITY,
     DEFAULT_SYN_CAPACITY, MAGLEV_SLOTS_PER_SERVER, MAX_CHANNEL_CAPACITY, MAX_ENTRIES,
     MAX_MAGLEV_TABLE_SIZE, MAX_WEIGHT, MIN_TABLE_BYTES,
 };
 
 /// Longest interface name Linux accepts (`IFNAMSIZ` − 1).
 const MAX_IFNAME: usize = 15;
-/// Longest Unix socket path (`sizeof(sun_path)` − 1).
-const MAX_SOCKET_PATH: usize = 107;
 
 pub(super) struct Checker<'a> {
     pub(super) file: &'a str,
@@ -47,7 +41,7 @@ impl Checker<'_> {
         });
     }
 
-    fn at<T>(&mut self, value: &Spanned<T>, path: impl Into<String>, message: String) {
+    pub(super) fn at<T>(&mut self, value: &Spanned<T>, path: impl Into<String>, message: String) {
         self.error(Some(value.span()), path.into(), message);
     }
 
@@ -82,7 +76,7 @@ impl Checker<'_> {
         }
     }
 
-    fn iface(&mut self, name: &Spanned<String>, path: &str) {
+    pub(super) fn iface(&mut self, name: &Spanned<String>, path: &str) {
         let n = name.get_ref();
         if n.is_empty() {
             self.at(name, path, "an interface name is required".into());
@@ -116,6 +110,13 @@ impl Checker<'_> {
                 continue;
             };
             let path = format!("service[{i}]");
+            if let Some(a) = director.address.filter(|a| service.vip == IpAddr::V4(a.ip)) {
+                self.at(
+                    &s.get_ref().vip,
+                    format!("{path}.vip"),
+                    format!("{} is the director's own address ({a}), not a VIP", a.ip),
+                );
+            }
             let (line, _) = self.positions.at(s.get_ref().name.span().start);
             if let Some(&first) = names.get(&service.name) {
                 self.at(
@@ -151,73 +152,6 @@ impl Checker<'_> {
             health,
             services,
         })
-    }
-
-    fn director(&mut self, raw: &RawDirector) -> DirectorConfig {
-        self.iface(&raw.client_iface, "director.client_iface");
-        if let Some(server) = &raw.server_iface {
-            self.iface(server, "director.server_iface");
-            if server.get_ref() == raw.client_iface.get_ref() {
-                self.at(
-                    server,
-                    "director.server_iface",
-                    "same as client_iface: leave server_iface out for a one-armed director".into(),
-                );
-            }
-        }
-        let management = match &raw.management {
-            None => DEFAULT_MANAGEMENT,
-            Some(m) => match m.get_ref().trim().parse::<SocketAddr>() {
-                Ok(a) if a.port() == 0 => {
-                    self.at(
-                        m,
-                        "director.management",
-                        format!("`{}`: port 0 is not a listening port", m.get_ref()),
-                    );
-                    DEFAULT_MANAGEMENT
-                }
-                Ok(a) => a,
-                Err(_) => {
-                    self.at(
-                        m,
-                        "director.management",
-                        format!(
-                            "`{}` is not ADDRESS:PORT (e.g. 127.0.0.1:9100 or [::1]:9100)",
-                            m.get_ref()
-                        ),
-                    );
-                    DEFAULT_MANAGEMENT
-                }
-            },
-        };
-        let control_socket = match &raw.control_socket {
-            None => PathBuf::from(DEFAULT_CONTROL_SOCKET),
-            Some(p) => {
-                let s = p.get_ref();
-                if s.is_empty() || s.contains('\0') {
-                    self.at(
-                        p,
-                        "director.control_socket",
-                        "must be a file path (non-empty, no NUL)".into(),
-                    );
-                } else if s.len() > MAX_SOCKET_PATH {
-                    self.at(
-                        p,
-                        "director.control_socket",
-                        format!("a Unix socket path is at most {MAX_SOCKET_PATH} bytes"),
-                    );
-                }
-                PathBuf::from(s)
-            }
-        };
-        DirectorConfig {
-            client_iface: raw.client_iface.get_ref().clone(),
-            server_iface: raw.server_iface.as_ref().map(|s| s.get_ref().clone()),
-            queue: raw.queue,
-            mode: raw.mode.into(),
-            management,
-            control_socket,
-        }
     }
 
     fn table(&mut self, raw: &RawTable) -> Option<TableConfig> {

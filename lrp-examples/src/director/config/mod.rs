@@ -64,6 +64,7 @@ pub use error::{ConfigError, ConfigErrors};
 use raw::RawConfig;
 
 mod check;
+mod director;
 mod error;
 mod raw;
 
@@ -124,6 +125,13 @@ pub struct DirectorConfig {
     /// The interface towards the real servers for a two-armed director (`server_iface`);
     /// `None`: one-armed, servers are reached on `client_iface`.
     pub server_iface: Option<String>,
+    /// The director's own address and prefix on `client_iface` (`address =
+    /// "10.0.0.1/24"`): health checks and ARP resolution of real servers come from it,
+    /// and it is the servers' default gateway in NAT. `lrp-director run` requires it.
+    pub address: Option<IfaceAddress>,
+    /// The router for destinations outside `address`'s subnet (`gateway`), for health
+    /// checks of servers behind it.
+    pub gateway: Option<Ipv4Addr>,
     /// The interface queue to attach to (`queue`, default 0).
     pub queue: u32,
     /// The receive path (`mode = "ni" | "soft" | "eager"`, default `"ni"`).
@@ -133,6 +141,29 @@ pub struct DirectorConfig {
     pub management: SocketAddr,
     /// The Unix control socket (`control_socket`, default [`DEFAULT_CONTROL_SOCKET`]).
     pub control_socket: PathBuf,
+}
+
+/// An IPv4 address with its prefix length, as `10.0.0.1/24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IfaceAddress {
+    /// The address.
+    pub ip: Ipv4Addr,
+    /// The prefix length, 1 to 32.
+    pub prefix_len: u8,
+}
+
+impl IfaceAddress {
+    /// Whether `ip` is in this address's subnet.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let mask = u32::MAX << (32 - u32::from(self.prefix_len));
+        u32::from(ip) & mask == u32::from(self.ip) & mask
+    }
+}
+
+impl fmt::Display for IfaceAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.ip, self.prefix_len)
+    }
 }
 
 /// The `[table]` table: connection-table limits and per-state timeouts.
@@ -435,8 +466,11 @@ impl Config {
         let t = &self.table;
         let _ = writeln!(
             out,
-            "director: client {} server {} queue {} mode {} management {}{} control {}",
+            "director: client {} address {}{} server {} queue {} mode {} management {}{} \
+             control {}",
             d.client_iface,
+            d.address.map_or("(none)".into(), |a| a.to_string()),
+            d.gateway.map_or(String::new(), |g| format!(" via {g}")),
             d.server_iface.as_deref().unwrap_or("(one-armed)"),
             d.queue,
             d.mode,

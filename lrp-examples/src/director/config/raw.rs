@@ -25,6 +25,8 @@ pub(super) struct RawConfig {
 pub(super) struct RawDirector {
     pub(super) client_iface: Spanned<String>,
     pub(super) server_iface: Option<Spanned<String>>,
+    pub(super) address: Option<Spanned<String>>,
+    pub(super) gateway: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) queue: u32,
     #[serde(default)]

@@ -1,0 +1,463 @@
+//! `lrp-director run` end to end on real veth with AF_XDP: a one-armed director in front
+//! of three nginx real servers, a Linux client running curl and wrk.
+//!
+//! The topology, all in namespaces this test creates (unique names, removed on drop,
+//! also when a test panics), on one subnet `10.N.0.0/24` with `N` unique per run:
+//!
+//! ```text
+//!                       namespace "br": Linux bridge br0
+//!        ┌──────────────────┬──────────┴───────┬─────────────────┬────────────────┐
+//!   client .100        director .1          server 1 .11     server 2 .12     server 3 .13
+//!   curl, wrk          lrp-director run     nginx            nginx            nginx
+//!                      (AF_XDP on eth0;     default route, and a route to the client,
+//!                      its kernel has no    via the director (NAT replies come back
+//!                      address)             through it)
+//! ```
+//!
+//! The VIP (`.50`) belongs to no kernel: the director answers ARP for it. Each veth has
+//! its TX checksum offload off (`ethtool -K .. tx off`), as `lrp_net::testnet` does.
+//!
+//! NAT with `rr`: 6 curls are answered by servers 1, 2, 3, 1, 2, 3 (each nginx names
+//! itself); `wrk -t1 -c8 -d5s` then runs without a single error; the director's final
+//! statistics show connections and packets on all three servers. Every wait is bounded;
+//! `testnet::require` makes a missing capability a loud skip (or a failure with
+//! `LRP_REQUIRE_XDP=1`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lrp_net::testnet;
+
+/// The tests of this file run one at a time: each loads both cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Run a command; its output, or a panic naming it with its stderr.
+fn run(program: &str, args: &[&str]) -> Output {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} {}: {e}", args.join(" ")));
+    assert!(
+        out.status.success(),
+        "{program} {}: {}\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `program args` in namespace `ns`.
+fn exec(ns: &str, program: &str, args: &[&str]) -> Output {
+    let mut full = vec!["netns", "exec", ns, program];
+    full.extend_from_slice(args);
+    run("ip", &full)
+}
+
+/// The namespaces of one topology, deleted on drop (their veths and bridge with them).
+struct Topology {
+    /// Namespace names: br, client, director, server 1..3.
+    br: String,
+    client: String,
+    director: String,
+    servers: Vec<String>,
+    /// `10.N.0`.
+    net: String,
+}
+
+impl Topology {
+    fn new() -> Topology {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let pid = std::process::id();
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as usize);
+        let tag = format!("{}{n}", pid % 100_000);
+        // 10.100.0.0 to 10.199.0.0: away from lrp_net::testnet's 10.77.x.
+        let net = format!("10.{}.0", 100 + (pid as usize + n * 37 + nanos) % 100);
+        let name = |role: &str| format!("lrpd-{tag}-{role}");
+        let topo = Topology {
+            br: name("br"),
+            client: name("cl"),
+            director: name("dir"),
+            servers: (1..=3).map(|i| name(&format!("s{i}"))).collect(),
+            net,
+        };
+        // Created one by one, so that a failure part way still deletes what exists.
+        for ns in topo.all() {
+            run("ip", &["netns", "add", ns]);
+            let _ = exec(
+                ns,
+                "sysctl",
+                &[
+                    "-qw",
+                    "net.ipv6.conf.all.disable_ipv6=1",
+                    "net.ipv6.conf.default.disable_ipv6=1",
+                ],
+            );
+            exec(ns, "ip", &["link", "set", "lo", "up"]);
+        }
+        let br = topo.br.clone();
+        exec(&br, "ip", &["link", "add", "br0", "type", "bridge"]);
+        exec(&br, "ip", &["link", "set", "br0", "up"]);
+        let ends: Vec<(String, String, Option<String>)> =
+            std::iter::once((topo.client.clone(), "cl".to_string(), Some(".100")))
+                .chain(std::iter::once((
+                    topo.director.clone(),
+                    "dir".to_string(),
+                    None,
+                )))
+                .chain(
+                    topo.servers
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| (s.clone(), format!("s{}", i + 1), Some(".1x"))),
+                )
+                .map(|(ns, port, host)| {
+                    let addr = host.map(|h| {
+                        let h = h.replace('x', &port[1..]);
+                        format!("{}{h}/24", topo.net)
+                    });
+                    (ns, port, addr)
+                })
+                .collect();
+        for (ns, port, addr) in &ends {
+            let port = format!("p-{port}");
+            exec(
+                &br,
+                "ip",
+                &[
+                    "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", ns,
+                ],
+            );
+            exec(&br, "ip", &["link", "set", &port, "master", "br0", "up"]);
+            exec(&br, "ethtool", &["-K", &port, "tx", "off"]);
+            exec(ns, "ethtool", &["-K", "eth0", "tx", "off"]);
+            if let Some(addr) = addr {
+                exec(ns, "ip", &["addr", "add", addr, "dev", "eth0"]);
+            }
+            exec(ns, "ip", &["link", "set", "eth0", "up"]);
+        }
+        topo
+    }
+
+    fn all(&self) -> impl Iterator<Item = &String> {
+        [&self.br, &self.client, &self.director]
+            .into_iter()
+            .chain(&self.servers)
+    }
+
+    fn addr(&self, host: u8) -> String {
+        format!("{}.{host}", self.net)
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for ns in self.all() {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+/// A scratch directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "lrp-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A program in a namespace (`ip netns exec` execs it, so the child's pid is the
+/// program's): its stdout lines kept, its stderr forwarded to ours; stopped with SIGTERM
+/// (then SIGKILL after 5 s) and reaped on drop.
+struct Background {
+    child: Child,
+    what: String,
+    stdout: Arc<Mutex<Vec<String>>>,
+}
+
+impl Background {
+    /// Start it; if `ready` is given, wait (at most 15 s) for a stderr line containing it.
+    fn start(ns: &str, program: &str, args: &[&str], ready: Option<&str>) -> Background {
+        let what = format!("{program} {}", args.join(" "));
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, program])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {what}: {e}"));
+        let (stderr, stdout) = (child.stderr.take().unwrap(), child.stdout.take().unwrap());
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let keep = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                eprintln!("  > {line}");
+                keep.lock().unwrap().push(line);
+            }
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let marker = ready.map(str::to_owned);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("  | {line}");
+                if marker.as_deref().is_some_and(|m| line.contains(m)) {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let mut bg = Background {
+            child,
+            what,
+            stdout: lines,
+        };
+        if ready.is_some() && rx.recv_timeout(Duration::from_secs(15)).is_err() {
+            let status = bg.child.try_wait();
+            panic!("{} did not become ready: {status:?}", bg.what);
+        }
+        bg
+    }
+
+    /// SIGTERM, then wait at most 5 s for it to exit (SIGKILL after); whether it exited
+    /// with status 0 by itself.
+    fn stop(&mut self) -> bool {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return status.success();
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .output();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// nginx in `ns` on `addr:80`, answering every request with `server K`.
+fn nginx(ns: &str, addr: &str, k: usize, dir: &Path) -> Background {
+    let d = dir.join(format!("nginx{k}"));
+    std::fs::create_dir_all(&d).unwrap();
+    let d = d.display();
+    // One process, no user switch: nginx runs as the test's user in its namespace.
+    let conf = format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+         error_log {d}/error.log;\nevents {{ worker_connections 256; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  \
+         proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  \
+         uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
+         server {{ listen {addr}:80; location / {{ return 200 \"server {k}\\n\"; }} }}\n}}\n"
+    );
+    let conf_path = format!("{d}/nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let (prefix, error_log) = (format!("{d}/"), format!("{d}/error.log"));
+    let bg = Background::start(
+        ns,
+        "nginx",
+        &["-p", &prefix, "-e", &error_log, "-c", &conf_path],
+        None,
+    );
+    // Up when it answers locally (at most 10 s).
+    let url = format!("http://{addr}/");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "curl", "-s", "-m", "1", &url])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).contains(&format!("server {k}")) {
+            return bg;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nginx {k} on {addr} never answered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Requests and error lines of wrk's output (as `tests/veth_http.rs` parses it).
+fn parse_wrk(out: &str) -> (u64, Vec<String>) {
+    let requests = out
+        .lines()
+        .find_map(|l| {
+            // "  12345 requests in 5.00s, 14.00MB read"
+            let (n, rest) = l.trim().split_once(' ')?;
+            rest.starts_with("requests in").then(|| n.parse().ok())?
+        })
+        .unwrap_or(0);
+    let errors = out
+        .lines()
+        .filter(|l| l.contains("Socket errors") || l.contains("Non-2xx"))
+        .map(|l| l.trim().to_owned())
+        .collect();
+    (requests, errors)
+}
+
+/// Per server of a `stats` line: (address, active + inactive connections, packets).
+fn parse_stats(line: &str) -> Vec<(String, u64, u64)> {
+    let Some((_, servers)) = line.split_once('|') else {
+        return Vec::new();
+    };
+    let words: Vec<&str> = servers.split_whitespace().collect();
+    words
+        .chunks(5)
+        .filter_map(|w| {
+            let num = |s: &str, p: char| s.strip_prefix(p)?.parse::<u64>().ok();
+            Some((
+                w.first()?.to_string(),
+                num(w.get(2)?, 'a')? + num(w.get(3)?, 'i')?,
+                num(w.get(4)?, 'p')?,
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn stats_line_is_parsed() {
+    let line = "stats web 10.1.0.50:80/tcp nat: conns 8 new 8 to-servers 10 to-clients 9 \
+                drops 0 cpu 12us | 10.1.0.11:80 w1 a1 i2 p40 10.1.0.12:80 w0 a0 i0 p0";
+    assert_eq!(
+        parse_stats(line),
+        vec![
+            ("10.1.0.11:80".to_string(), 3, 40),
+            ("10.1.0.12:80".to_string(), 0, 0)
+        ]
+    );
+}
+
+/// The director's configuration for `topo`: one NAT (or DR) service on the VIP `.50`
+/// with `rr` over the three servers, TCP health checks every second.
+fn director_config(topo: &Topology, mode: &str, rx: &str) -> String {
+    let servers: String = (1..=3)
+        .map(|k| format!("\n[[service.server]]\naddr = \"{}\"\n", topo.addr(10 + k)))
+        .collect();
+    format!(
+        "[director]\nclient_iface = \"eth0\"\naddress = \"{}/24\"\nmode = \"{rx}\"\n\n\
+         [table]\nmax_entries = 65536\nmax_half_open = 16384\n\n\
+         [health]\ncheck = \"tcp\"\ninterval = 1\ntimeout = 1\n\n\
+         [[service]]\nname = \"web\"\nvip = \"{}\"\nport = 80\nscheduler = \"rr\"\n\
+         mode = \"{mode}\"\n{servers}",
+        topo.addr(1),
+        topo.addr(50),
+    )
+}
+
+/// curl the VIP from the client; the body.
+fn curl(topo: &Topology, url: &str) -> String {
+    let out = exec(&topo.client, "curl", &["-s", "-m", "5", url]);
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn nat_one_armed_rr_curl_and_wrk() {
+    if !testnet::require("nat_one_armed_rr_curl_and_wrk") {
+        return;
+    }
+    let _serial = serial();
+    let topo = Topology::new();
+    let dir = TempDir::new("director");
+    let mut servers = Vec::new();
+    for (k, ns) in topo.servers.iter().enumerate() {
+        // NAT: replies go back through the director. The client is on the servers'
+        // link, so its own route (more specific than the default) goes via the
+        // director too, or the servers would answer it directly.
+        exec(ns, "ip", &["route", "add", "default", "via", &topo.addr(1)]);
+        let client = format!("{}/32", topo.addr(100));
+        exec(ns, "ip", &["route", "add", &client, "via", &topo.addr(1)]);
+        servers.push(nginx(ns, &topo.addr(11 + k as u8), k + 1, dir.path()));
+    }
+    let config = dir.path().join("director.toml");
+    std::fs::write(&config, director_config(&topo, "nat", "ni")).unwrap();
+    let config = config.display().to_string();
+    let mut director = Background::start(
+        &topo.director,
+        env!("CARGO_BIN_EXE_lrp-director"),
+        &["run", "--config", &config, "--seconds", "120"],
+        Some("ready"),
+    );
+
+    let url = format!("http://{}/", topo.addr(50));
+    let seen: Vec<String> = (0..6).map(|_| curl(&topo, &url)).collect();
+    eprintln!("curl answers: {seen:?}");
+    let expected: Vec<String> = [1, 2, 3, 1, 2, 3]
+        .iter()
+        .map(|k| format!("server {k}"))
+        .collect();
+    assert_eq!(seen, expected, "rr order over the three servers");
+
+    let out = exec(&topo.client, "wrk", &["-t1", "-c8", "-d5s", &url]);
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{out}");
+    let (requests, errors) = parse_wrk(&out);
+    assert!(requests > 100, "wrk made {requests} requests:\n{out}");
+    assert!(errors.is_empty(), "wrk errors: {errors:?}\n{out}");
+
+    assert!(
+        director.stop(),
+        "the director did not exit cleanly on SIGTERM"
+    );
+    let lines = director.lines();
+    let last = lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("stats web"))
+        .unwrap_or_else(|| panic!("no stats line in {lines:?}"));
+    let per_server = parse_stats(last);
+    assert_eq!(per_server.len(), 3, "{last}");
+    for (addr, conns, packets) in &per_server {
+        // 2 curls each, and wrk's 8 connections spread 3/3/2.
+        assert!(*conns >= 3 && *packets > 0, "{addr}: {last}");
+    }
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with("health") && l.contains("down")),
+        "no server may go down: {lines:?}"
+    );
+}
