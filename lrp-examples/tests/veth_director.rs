@@ -19,7 +19,11 @@
 //!
 //! NAT with `rr`: 6 curls are answered by servers 1, 2, 3, 1, 2, 3 (each nginx names
 //! itself); `wrk -t1 -c8 -d5s` then runs without a single error; the director's final
-//! statistics show connections and packets on all three servers. Every wait is bounded;
+//! statistics show connections and packets on all three servers.
+//!
+//! DR with `rr`: the servers hold the VIP on `lo` (`arp_ignore=1`, `arp_announce=2`)
+//! and answer the client directly; 6 curls are answered by servers 1, 2, 3, 1, 2, 3 and
+//! the director forwards nothing back to clients. Every wait is bounded;
 //! `testnet::require` makes a missing capability a loud skip (or a failure with
 //! `LRP_REQUIRE_XDP=1`).
 
@@ -279,7 +283,8 @@ impl Drop for Background {
     }
 }
 
-/// nginx in `ns` on `addr:80`, answering every request with `server K`.
+/// nginx in `ns` on port 80 of every address, answering every request with `server K`;
+/// up when it answers on `addr`.
 fn nginx(ns: &str, addr: &str, k: usize, dir: &Path) -> Background {
     let d = dir.join(format!("nginx{k}"));
     std::fs::create_dir_all(&d).unwrap();
@@ -291,7 +296,7 @@ fn nginx(ns: &str, addr: &str, k: usize, dir: &Path) -> Background {
          http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  \
          proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  \
          uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
-         server {{ listen {addr}:80; location / {{ return 200 \"server {k}\\n\"; }} }}\n}}\n"
+         server {{ listen 80; location / {{ return 200 \"server {k}\\n\"; }} }}\n}}\n"
     );
     let conf_path = format!("{d}/nginx.conf");
     std::fs::write(&conf_path, conf).unwrap();
@@ -392,6 +397,73 @@ fn director_config(topo: &Topology, mode: &str, rx: &str) -> String {
 fn curl(topo: &Topology, url: &str) -> String {
     let out = exec(&topo.client, "curl", &["-s", "-m", "5", url]);
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn dr_one_armed_rr_curl() {
+    if !testnet::require("dr_one_armed_rr_curl") {
+        return;
+    }
+    let _serial = serial();
+    let topo = Topology::new();
+    let dir = TempDir::new("director-dr");
+    let vip = topo.addr(50);
+    let mut servers = Vec::new();
+    for (k, ns) in topo.servers.iter().enumerate() {
+        // DR: the servers hold the VIP on lo, never answer ARP for it, and reply to
+        // the client directly.
+        exec(
+            ns,
+            "ip",
+            &["addr", "add", &format!("{vip}/32"), "dev", "lo"],
+        );
+        exec(
+            ns,
+            "sysctl",
+            &[
+                "-qw",
+                "net.ipv4.conf.all.arp_ignore=1",
+                "net.ipv4.conf.all.arp_announce=2",
+                "net.ipv4.conf.eth0.arp_ignore=1",
+                "net.ipv4.conf.eth0.arp_announce=2",
+            ],
+        );
+        servers.push(nginx(ns, &vip, k + 1, dir.path()));
+    }
+    let config = dir.path().join("director.toml");
+    std::fs::write(&config, director_config(&topo, "dr", "ni")).unwrap();
+    let config = config.display().to_string();
+    let mut director = Background::start(
+        &topo.director,
+        env!("CARGO_BIN_EXE_lrp-director"),
+        &["run", "--config", &config, "--seconds", "120"],
+        Some("ready"),
+    );
+    let url = format!("http://{vip}/");
+    let seen: Vec<String> = (0..6).map(|_| curl(&topo, &url)).collect();
+    eprintln!("curl answers (DR): {seen:?}");
+    let expected: Vec<String> = [1, 2, 3, 1, 2, 3]
+        .iter()
+        .map(|k| format!("server {k}"))
+        .collect();
+    assert_eq!(seen, expected, "rr order over the three servers");
+    assert!(
+        director.stop(),
+        "the director did not exit cleanly on SIGTERM"
+    );
+    let lines = director.lines();
+    let last = lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("stats web"))
+        .unwrap_or_else(|| panic!("no stats line in {lines:?}"));
+    assert!(
+        last.contains("to-clients 0"),
+        "DR replies bypass the director: {last}"
+    );
+    for (addr, conns, packets) in parse_stats(last) {
+        assert!(conns >= 2 && packets > 0, "{addr}: {last}");
+    }
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! # The director — an LVS-style layer-4 load balancer on lrp (in progress)
+//! # The director — an LVS-style layer-4 load balancer on lrp
 //!
 //! The director receives connections for *virtual services* (VIP, port, protocol) and
 //! forwards each flow to one of the service's real servers, remembering the choice so
@@ -56,23 +56,29 @@
 //!   [`Director`](forward::Director) polls several services on one NIC. Tested on the
 //!   simulated NIC in every receive mode (`tests/director_forward.rs`).
 //!
-//! Down servers are meant to be skipped at `pick` (`health.is_up(server)`), but neither the
-//! schedulers nor [`forward`] consult a [`HealthView`](health::HealthView) yet: joining
-//! the two is the next step.
+//! And the program around them:
+//!
+//! * [`run`] — `lrp-director run`: the NIC on `client_iface`, an lrp stack at the
+//!   director's `address` (ARP, health checks), ARP answered for the VIPs, real servers'
+//!   MACs resolved by ARP when the configuration does not fix them, a
+//!   [`Director`](forward::Director) with every configured service, the
+//!   [`Checker`](health::Checker)'s transitions applied as weights (down → 0, up → the
+//!   configured weight), a poll loop that sleeps when idle, a statistics line per service
+//!   every interval, and a clean stop on SIGINT / SIGTERM. Tested end to end on real
+//!   veth: a client, the director and three nginx servers on one bridge
+//!   (`tests/veth_director.rs`).
 //!
 //! ## What does not exist yet
 //!
-//! * The `lrp-director` binary only validates a configuration (`check`); `run`, `stats`
-//!   and the runtime control subcommands say they are not implemented yet — nothing
-//!   drives [`forward`] from a configuration on a real interface yet.
-//! * No ARP / neighbour resolution of real servers' MACs (they must be given), no TUN
-//!   (IP-in-IP) mode, no forwarding of ICMP errors or non-first IP fragments of VIP
-//!   flows (they go to the kernel), no runtime control interface.
-//! * Health checks run, but nothing acts on them yet: nothing calls
-//!   [`Service::set_weight`](forward::Service::set_weight) or `remove_server` on a
-//!   transition, the schedulers do not skip down servers, and established flows to a down
-//!   server are neither kept nor cut by policy. Intervals and timeouts are whole seconds
-//!   in the configuration (at least 1 s).
+//! * The runtime control subcommands (`stats`, `add-server`, `set-weight`, ...) say
+//!   they are not implemented yet: the control socket is the next step.
+//! * `run` is one-armed and IPv4 only (`server_iface` and IPv6 services are refused).
+//! * No TUN (IP-in-IP) mode, no forwarding of ICMP errors or non-first IP fragments of
+//!   VIP flows (they go to the kernel).
+//! * Health transitions act through weights only: the schedulers do not consult a
+//!   [`HealthView`](health::HealthView) themselves, and established flows to a down
+//!   server are kept (never cut by policy). Intervals and timeouts are whole seconds in
+//!   the configuration (at least 1 s).
 //!
 //! Time in this module is always a `u64` of nanoseconds on the caller's monotonic clock.
 
