@@ -27,21 +27,16 @@
 //! `testnet::require` makes a missing capability a loud skip (or a failure with
 //! `LRP_REQUIRE_XDP=1`).
 
+mod support;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::{parse_wrk, serial, TempDir};
 
 use lrp_net::testnet;
-
-/// The tests of this file run one at a time: each loads both cores.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Run a command; its output, or a panic naming it with its stderr.
 fn run(program: &str, args: &[&str]) -> Output {
@@ -173,32 +168,6 @@ impl Drop for Topology {
     }
 }
 
-/// A scratch directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "lrp-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A program in a namespace (`ip netns exec` execs it, so the child's pid is the
 /// program's): its stdout lines kept, its stderr forwarded to ours; stopped with SIGTERM
 /// (then SIGKILL after 5 s) and reaped on drop.
@@ -324,24 +293,6 @@ fn nginx(ns: &str, addr: &str, k: usize, dir: &Path) -> Background {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Requests and error lines of wrk's output (as `tests/veth_http.rs` parses it).
-fn parse_wrk(out: &str) -> (u64, Vec<String>) {
-    let requests = out
-        .lines()
-        .find_map(|l| {
-            // "  12345 requests in 5.00s, 14.00MB read"
-            let (n, rest) = l.trim().split_once(' ')?;
-            rest.starts_with("requests in").then(|| n.parse().ok())?
-        })
-        .unwrap_or(0);
-    let errors = out
-        .lines()
-        .filter(|l| l.contains("Socket errors") || l.contains("Non-2xx"))
-        .map(|l| l.trim().to_owned())
-        .collect();
-    (requests, errors)
 }
 
 /// Per server of a `stats` line: (address, active + inactive connections, packets).

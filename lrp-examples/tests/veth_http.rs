@@ -18,27 +18,21 @@
 //! * The teaching examples (`examples/udp_echo.rs`, `examples/tcp_hello.rs`) serve a Linux
 //!   UDP client and curl.
 
+mod support;
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream as LinuxTcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
+use support::{parse_wrk, serial, TempDir};
 
 use lrp_examples::http::{fetch, serve_connection, ServerConfig};
 use lrp_examples::object::{self, ObjectSource};
 use lrp_net::stack::{Stack, StackConfig, TcpListener};
 use lrp_net::testnet::{self, NetNs, TestNet, TestNetConfig};
 use lrp_net::{Mode, Nic, NicConfig};
-
-/// The tests of this file run one at a time: each loads both cores.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Take the file's lock (a failed test poisons it; the next one runs anyway).
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A test network whose local kernel does not own the local address.
 fn network() -> TestNet {
@@ -54,32 +48,6 @@ fn network() -> TestNet {
 /// The lrp address of `net` as the examples take it.
 fn cidr(net: &TestNet) -> String {
     format!("{}/24", net.local().ipv4())
-}
-
-/// A scratch directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "lrp-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A program started in a namespace, killed (by its pid) and reaped on drop.
@@ -314,24 +282,6 @@ fn linux_get(to: SocketAddr, size: usize, what: &str) {
     .unwrap_or_else(|e| panic!("{what}: {e}"));
     assert_eq!(r.head.status, 200, "{what}");
     check_object(&r.body, size, what);
-}
-
-/// wrk's summary: (requests, the error lines it printed).
-fn parse_wrk(out: &str) -> (u64, Vec<String>) {
-    let requests = out
-        .lines()
-        .find_map(|l| {
-            // "  12345 requests in 5.00s, 14.00MB read"
-            let (n, rest) = l.trim().split_once(' ')?;
-            rest.starts_with("requests in").then(|| n.parse().ok())?
-        })
-        .unwrap_or(0);
-    let errors = out
-        .lines()
-        .filter(|l| l.contains("Socket errors") || l.contains("Non-2xx"))
-        .map(|l| l.trim().to_owned())
-        .collect();
-    (requests, errors)
 }
 
 /// Serve from a stack on a NIC configured with `config`: `SEQUENTIAL` connections one
