@@ -1,6 +1,6 @@
 //! TCP through the stack on the simulated NIC, against a smoltcp host on the far end of
 //! the wire: handshake and data both ways in all three modes, a backlog of many
-//! concurrent connections, backlog overflow, RST for strays, bad segments on an
+//! concurrent connections, SYN queue eviction and accept queue overflow, RST for strays, bad segments on an
 //! established connection, the client direction, and CPU accounting.
 
 mod stack_support;
@@ -211,8 +211,8 @@ fn many_concurrent_connections_fill_the_backlog_and_are_all_accepted() {
 }
 
 #[test]
-fn syns_beyond_the_backlog_are_dropped_and_counted() {
-    let (stack, sim) = stack(Mode::SoftLrp);
+fn a_full_syn_queue_evicts_the_oldest_handshake() {
+    let (stack, sim) = stack_with(Mode::SoftLrp, |c| c.syn_backlog(4));
     let listener = stack.tcp_listen("10.0.0.2:80".parse().unwrap(), 4).unwrap();
     for port in 0..10 {
         let syn = build::tcp_v4(
@@ -225,14 +225,61 @@ fn syns_beyond_the_backlog_are_dropped_and_counted() {
     }
     // Nothing accepted yet: one accept call processes the SYNs, then times out.
     assert!(listener.accept_timeout(Duration::from_millis(20)).is_err());
+    // Every SYN was answered; the 6 oldest handshakes made room for newer ones.
     assert_eq!(listener.pending_handshakes(), 4);
     let l = listener.stats();
-    assert_eq!(l.backlog_full, 6);
-    let synacks = tcp_segments(&sim.take_tx())
+    assert_eq!((l.backlog_full, l.syn_evictions), (0, 6));
+    let synacks: Vec<u16> = tcp_segments(&sim.take_tx())
         .into_iter()
         .filter(|s| s.2 && s.3)
+        .map(|s| s.1)
+        .collect();
+    assert_eq!(synacks.len(), 10);
+    // The survivors are the newest: the final ACK of an evicted one is answered by a RST.
+    let ack = build::tcp_v4(sa(PEER_IP, 20000), sa(STACK_IP, 80), TcpFlags::ACK, b"");
+    assert!(sim.inject(&ack));
+    assert!(listener.accept_timeout(Duration::from_millis(20)).is_err());
+    let rsts = tcp_segments(&sim.take_tx())
+        .into_iter()
+        .filter(|s| s.1 == 20000 && s.4)
         .count();
-    assert_eq!(synacks, 4);
+    assert_eq!(rsts, 1);
+}
+
+#[test]
+fn syns_beyond_a_full_accept_queue_are_dropped_and_counted() {
+    const BACKLOG: usize = 2;
+    // EAGER: the poll thread runs the handshakes without anybody calling `accept`.
+    let (stack, sim) = stack(Mode::Eager);
+    let listener = stack
+        .tcp_listen("10.0.0.2:80".parse().unwrap(), BACKLOG)
+        .unwrap();
+    // Two clients complete their handshakes and wait, unaccepted, in the accept queue.
+    let mut peer = PeerHost::new(sim);
+    peer.keep_seen = true;
+    let handles: Vec<_> = (0..BACKLOG as u16)
+        .map(|i| peer.connect(30000 + i, 80))
+        .collect();
+    let ok = peer.poll_until(LIMIT, |p| {
+        handles
+            .iter()
+            .all(|&h| p.tcp(h).state() == State::Established)
+    });
+    assert!(ok);
+    assert!(wait_until(LIMIT, || listener.accept_queue_len() == BACKLOG));
+    // A third SYN finds the accept queue full: dropped and counted, not answered.
+    let syn = build::tcp_v4(sa(PEER_IP, 20000), sa(STACK_IP, 80), TcpFlags::SYN, b"");
+    assert!(peer.sim.inject(&syn));
+    assert!(wait_until(LIMIT, || listener.stats().backlog_full == 1));
+    peer.poll();
+    assert!(!tcp_segments(&peer.seen).iter().any(|s| s.1 == 20000));
+    assert_eq!(listener.pending_handshakes(), 0);
+    // Accepting makes room again.
+    for _ in 0..BACKLOG {
+        listener.accept_timeout(LIMIT).expect("accept");
+    }
+    assert!(peer.sim.inject(&syn));
+    assert!(wait_until(LIMIT, || listener.pending_handshakes() == 1));
 }
 
 #[test]

@@ -105,9 +105,10 @@ fn main() {
             last = std::time::Instant::now();
             let s = listener.stats();
             eprintln!(
-                "http-server: accepted {} | syn backlog-full {} | handshake cpu {} ms | active {}",
+                "http-server: accepted {} | syn backlog-full {} | syn evictions {} | handshake cpu {} ms | active {}",
                 listener.accepted(),
                 s.backlog_full,
+                s.syn_evictions,
                 s.cpu_ns / 1_000_000,
                 active.load(Ordering::Relaxed)
             );

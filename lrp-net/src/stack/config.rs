@@ -73,6 +73,9 @@ pub struct StackConfig {
     pub conn_capacity: usize,
     /// How long a TCP handshake may stay incomplete.
     pub syn_timeout: Duration,
+    /// The most TCP handshakes in progress per listener (its SYN queue); a SYN beyond
+    /// it evicts the oldest.
+    pub syn_backlog: usize,
     /// How long a dropped TCP connection may take to close gracefully.
     pub linger: Duration,
     /// Who runs the shared poll step in EAGER mode.
@@ -96,6 +99,7 @@ impl StackConfig {
             tcp_tx_buffer: 64 * 1024,
             conn_capacity: 256,
             syn_timeout: Duration::from_secs(10),
+            syn_backlog: 512,
             linger: Duration::from_secs(5),
             eager_driver: EagerDriver::Thread,
         }
@@ -175,6 +179,22 @@ impl StackConfig {
         self
     }
 
+    /// The most TCP handshakes in progress per listener, its SYN queue (default 512).
+    /// When a SYN arrives and the queue is full, the oldest handshake in progress is
+    /// dropped silently to make room (counted in [`SocketStats::syn_evictions`]), so a
+    /// SYN flood cannot lock legitimate clients out: a client whose final ACK arrives
+    /// before `syn_backlog` newer SYNs have is served. Give it room beyond the
+    /// listener's channel (2 × the accept backlog, at least 64 frames) for the SYNs
+    /// that arrive within one round trip. Each handshake holds a socket with the TCP
+    /// buffers ([`tcp_buffers`](Self::tcp_buffers)), so this also bounds the memory a
+    /// flood can take. See the [module docs](super) on the backlog.
+    ///
+    /// [`SocketStats::syn_evictions`]: super::SocketStats::syn_evictions
+    pub fn syn_backlog(mut self, handshakes: usize) -> Self {
+        self.syn_backlog = handshakes;
+        self
+    }
+
     /// How long a dropped TCP connection may take to close gracefully before it is
     /// aborted with a RST (default 5 s).
     pub fn linger(mut self, linger: Duration) -> Self {
@@ -203,6 +223,7 @@ pub(crate) struct Resolved {
     pub(crate) tcp_tx_buffer: usize,
     pub(crate) conn_capacity: usize,
     pub(crate) syn_timeout: Duration,
+    pub(crate) syn_backlog: usize,
     pub(crate) linger: Duration,
     pub(crate) eager_driver: EagerDriver,
     pub(crate) control_thread: bool,
@@ -258,9 +279,13 @@ pub(super) fn resolve(config: &StackConfig, nic: &Nic) -> Result<Resolved> {
             "the MTU must be at least 576 and fit in the NIC's frames",
         ));
     }
-    if config.udp_batch == 0 || config.conn_capacity == 0 || config.host_capacity == 0 {
+    if config.udp_batch == 0
+        || config.conn_capacity == 0
+        || config.host_capacity == 0
+        || config.syn_backlog == 0
+    {
         return Err(Error::InvalidConfig(
-            "batch and channel capacities must be non-zero",
+            "batch, channel capacities and the SYN backlog must be non-zero",
         ));
     }
     if config.tcp_rx_buffer < 1024 || config.tcp_tx_buffer < 1024 {
@@ -278,6 +303,7 @@ pub(super) fn resolve(config: &StackConfig, nic: &Nic) -> Result<Resolved> {
         tcp_tx_buffer: config.tcp_tx_buffer,
         conn_capacity: config.conn_capacity,
         syn_timeout: config.syn_timeout,
+        syn_backlog: config.syn_backlog,
         linger: config.linger,
         eager_driver: config.eager_driver,
         control_thread: config.control_thread,

@@ -51,11 +51,33 @@
 //!
 //! * Its channel (a listener rule on the port) receives the connection requests and every
 //!   other segment for the port that no exact rule claims.
-//! * A SYN for which there is room in the backlog (handshakes in progress plus
-//!   connections waiting in the accept queue) gets a fresh `Interface` + `SocketSet` with
-//!   one listening socket; the SYN is handed to it, and it answers. A SYN beyond the
-//!   backlog is dropped and counted (`BacklogFull`), as Linux does with a full queue.
-//!   Other segments of a handshake in progress (the final ACK, early data) arrive on the
+//! * Two queues, as in Linux. The **SYN queue** holds handshakes in progress, at most
+//!   [`StackConfig::syn_backlog`] (default 512): a SYN gets a fresh `Interface` +
+//!   `SocketSet` with one listening socket, is handed to it, and is answered at once.
+//!   The **accept queue** holds completed connections not yet accepted, at most the
+//!   listener's `backlog`; a SYN arriving while it is full is dropped and counted
+//!   (`BacklogFull`), as Linux does, and a handshake that completes then waits in the
+//!   SYN queue until `accept` makes room.
+//! * **SYN floods.** When a SYN arrives and the SYN queue is full, the *oldest* handshake
+//!   in progress is dropped, silently, to make room (counted in
+//!   [`SocketStats::syn_evictions`]). Spoofed SYNs whose SYN-ACKs go nowhere therefore
+//!   cannot lock legitimate clients out for the handshake timeout
+//!   ([`StackConfig::syn_timeout`], 10 s), which is what a plain backlog did: a client's
+//!   SYN is answered at once, and its handshake survives as long as its final ACK is
+//!   processed before `syn_backlog` newer SYNs are. The limit is thus a flood rate of
+//!   about `syn_backlog / (RTT + queueing)`: with 512 entries and 1 ms from SYN-ACK to
+//!   the ACK's processing (round trip plus the SYNs queued ahead of it in the listener's
+//!   channel, at most its capacity), 512k SYN/s; at 80k SYN/s a client has 6.4 ms. Past
+//!   that (or when the listener's own processing cannot keep up and its channel
+//!   overflows, which drops the client's segments as well as the flood's) clients need
+//!   retransmissions. Memory stays bounded: at most `syn_backlog` handshakes, each an
+//!   interface and a socket with its TCP buffers. SYN cookies (stateless, no queue to
+//!   cycle) would remove the rate limit but need the handshake rebuilt from the final
+//!   ACK inside smoltcp, which has no such entry point; eviction needs no change to it.
+//!   Between sweeps every 5 ms (for SYN-ACK retransmission and expiry) only the
+//!   handshakes that received a frame are run, so a large SYN queue costs nothing per
+//!   SYN beyond the SYN's own handshake.
+//! * Other segments of a handshake in progress (the final ACK, early data) arrive on the
 //!   listener channel and are handed to that handshake's interface.
 //! * When the handshake completes, the connection gets its **own channel** with an exact
 //!   5-tuple rule and moves, with its interface, to the accept queue. From then on its
@@ -353,7 +375,8 @@ impl Stack {
     }
 
     /// Listen for TCP connections at `addr` with an accept backlog of `backlog`
-    /// connections (handshakes in progress plus connections not yet accepted).
+    /// connections not yet accepted (handshakes in progress are bounded by
+    /// [`StackConfig::syn_backlog`]).
     pub fn tcp_listen(&self, addr: SocketAddr, backlog: usize) -> Result<TcpListener> {
         TcpListener::bind(self, addr, backlog)
     }

@@ -43,6 +43,11 @@ pub struct SocketStats {
     pub rejected: u64,
     /// Connection requests refused because the accept backlog was full (listeners).
     pub backlog_full: u64,
+    /// Handshakes in progress dropped to make room for a newer SYN because the SYN queue
+    /// was full ([`StackConfig::syn_backlog`]; listeners).
+    ///
+    /// [`StackConfig::syn_backlog`]: super::StackConfig::syn_backlog
+    pub syn_evictions: u64,
     /// Frames lost because the TX ring or the frame pool was exhausted.
     pub tx_drops: u64,
     /// CPU nanoseconds of protocol processing charged to this socket.
@@ -72,6 +77,7 @@ impl SocketStats {
             malformed: a.drops(DropReason::Malformed),
             rejected: a.drops(DropReason::Rejected),
             backlog_full: a.drops(DropReason::BacklogFull),
+            syn_evictions: 0,
             tx_drops: a.drops(DropReason::TxFull),
             cpu_ns: c.cpu_ns,
             queued: c.queued,
@@ -103,6 +109,9 @@ impl fmt::Display for SocketStats {
             self.capacity,
             self.cpu_ns as f64 / 1e3,
         )?;
+        if self.syn_evictions > 0 {
+            write!(f, ", syn evictions {}", self.syn_evictions)?;
+        }
         crate::nic::write_drops(f, &self.channel.account)
     }
 }

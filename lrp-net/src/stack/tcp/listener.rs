@@ -1,6 +1,9 @@
 //! [`TcpListener`]: the listening socket with a real backlog. It runs the handshakes, each
-//! on an interface of its own, and promotes completed ones to connections with their own
-//! channels.
+//! on an interface of its own, in a SYN queue bounded by [`StackConfig::syn_backlog`]
+//! (oldest evicted first when full), and promotes completed ones to an accept queue
+//! bounded by the listener's backlog, as connections with their own channels.
+//!
+//! [`StackConfig::syn_backlog`]: crate::StackConfig::syn_backlog
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
@@ -31,6 +34,10 @@ use crate::stack::{lock, SocketStats, Stack, StackInner};
 /// Frames the listener takes off its channel per round.
 const LISTENER_BATCH: usize = 64;
 
+/// How often every handshake in progress is run (timers: SYN-ACK retransmission, ARP,
+/// expiry); between sweeps only those that received a frame are.
+const SWEEP_INTERVAL: Duration = ARP_SLICE;
+
 /// A connection whose handshake is in progress: its own interface with one socket,
 /// fed by the listener.
 struct Embryo {
@@ -38,12 +45,24 @@ struct Embryo {
     handle: SocketHandle,
     deadline: Instant,
     remote: SocketAddrV4,
+    /// Arrival number: the SYN queue's order.
+    seq: u64,
 }
 
 struct ListenerState {
     /// A socket-less interface: answers stray segments with RST.
     rst: Engine,
+    /// The SYN queue: handshakes in progress, at most `syn_backlog`.
     embryos: HashMap<FlowKey, Embryo>,
+    /// The SYN queue's arrival order, oldest first: `(seq, key)`, where entries whose
+    /// embryo is gone (or was replaced, another `seq`) are skipped and compacted away.
+    order: VecDeque<(u64, FlowKey)>,
+    next_seq: u64,
+    /// Handshakes that received a frame since the last `drive`.
+    touched: Vec<FlowKey>,
+    /// When every handshake was last run.
+    last_sweep: Instant,
+    /// The accept queue: completed connections, at most `backlog`.
     ready: VecDeque<Arc<ConnShared>>,
     handed: HashMap<FlowKey, (Weak<ConnShared>, Instant)>,
     scratch: Vec<Frame>,
@@ -54,10 +73,12 @@ struct ListenerShared {
     channel: Channel,
     local: SocketAddrV4,
     backlog: usize,
+    syn_backlog: usize,
     state: Mutex<ListenerState>,
     signal: Signal,
     nonblocking: AtomicBool,
     accepted: AtomicU64,
+    syn_evictions: AtomicU64,
 }
 
 /// A TCP listener on a [`Stack`] with a real accept backlog. See the
@@ -72,14 +93,19 @@ impl std::fmt::Debug for TcpListener {
         f.debug_struct("TcpListener")
             .field("local", &self.shared.local)
             .field("backlog", &self.shared.backlog)
+            .field("syn_backlog", &self.shared.syn_backlog)
             .finish_non_exhaustive()
     }
 }
 
 impl TcpListener {
-    /// Listen at `addr` (the stack's address or unspecified, with a port) with a backlog
-    /// of `backlog` connections: handshakes in progress plus established connections not
-    /// yet accepted. The listener's channel holds `max(64, 2 × backlog)` frames.
+    /// Listen at `addr` (the stack's address or unspecified, with a port) with an accept
+    /// backlog of `backlog` established connections not yet accepted (a SYN arriving
+    /// when it is full is dropped). Handshakes in progress are bounded separately, by
+    /// [`StackConfig::syn_backlog`]. The listener's channel holds `max(64, 2 × backlog)`
+    /// frames.
+    ///
+    /// [`StackConfig::syn_backlog`]: crate::StackConfig::syn_backlog
     pub fn bind(stack: &Stack, addr: SocketAddr, backlog: usize) -> Result<TcpListener, Error> {
         let inner = stack.inner();
         if backlog == 0 {
@@ -102,9 +128,14 @@ impl TcpListener {
             channel,
             local: SocketAddrV4::new(ip, port),
             backlog,
+            syn_backlog: inner.cfg.syn_backlog,
             state: Mutex::new(ListenerState {
                 rst: inner.new_engine(),
                 embryos: HashMap::new(),
+                order: VecDeque::new(),
+                next_seq: 0,
+                touched: Vec::new(),
+                last_sweep: Instant::now(),
                 ready: VecDeque::new(),
                 handed: HashMap::new(),
                 scratch: Vec::new(),
@@ -112,6 +143,7 @@ impl TcpListener {
             signal: Signal::default(),
             nonblocking: AtomicBool::new(false),
             accepted: AtomicU64::new(0),
+            syn_evictions: AtomicU64::new(0),
         });
         let weak: Weak<dyn EagerEndpoint> = Arc::downgrade(&shared) as _;
         inner.register_eager(weak);
@@ -171,14 +203,14 @@ impl TcpListener {
                     ));
                 }
                 let mut wait = time_left(deadline, timeout)?;
-                for e in st.embryos.values_mut() {
-                    if let Some(t) = e.engine.poll_delay(&s.stack) {
-                        wait = cap(wait, t.max(Duration::from_micros(100)));
-                    }
-                    if e.engine.arp_pending() {
-                        wait = cap(wait, ARP_SLICE);
-                    }
-                    wait = cap(wait, e.deadline.saturating_duration_since(Instant::now()));
+                if !st.embryos.is_empty() {
+                    // Handshake timers run in sweeps (see `drive`): wake for the next.
+                    let next = st.last_sweep + SWEEP_INTERVAL;
+                    wait = cap(
+                        wait,
+                        next.saturating_duration_since(Instant::now())
+                            .max(Duration::from_micros(100)),
+                    );
                 }
                 (s.signal.seq(), wait)
             };
@@ -186,7 +218,9 @@ impl TcpListener {
         }
     }
 
-    /// Handshakes in progress.
+    /// Handshakes in progress (the SYN queue; at most [`StackConfig::syn_backlog`]).
+    ///
+    /// [`StackConfig::syn_backlog`]: crate::StackConfig::syn_backlog
     pub fn pending_handshakes(&self) -> usize {
         lock(&self.shared.state).embryos.len()
     }
@@ -201,11 +235,19 @@ impl TcpListener {
         self.shared.accepted.load(Ordering::Relaxed)
     }
 
-    /// The listener's statistics (its channel: SYNs and handshake segments; backlog-full
-    /// drops; the CPU time of handshakes).
+    /// Handshakes in progress dropped so far to make room for newer SYNs.
+    pub fn syn_evictions(&self) -> u64 {
+        self.shared.syn_evictions.load(Ordering::Relaxed)
+    }
+
+    /// The listener's statistics (its channel: SYNs and handshake segments; SYNs dropped
+    /// for a full accept queue, handshakes evicted from a full SYN queue; the CPU time
+    /// of handshakes).
     pub fn stats(&self) -> SocketStats {
         let a = self.shared.accepted.load(Ordering::Relaxed);
-        SocketStats::from_channel(&self.shared.channel, a, 0)
+        let mut stats = SocketStats::from_channel(&self.shared.channel, a, 0);
+        stats.syn_evictions = self.syn_evictions();
+        stats
     }
 }
 
@@ -287,6 +329,7 @@ impl ListenerShared {
         }
         if let Some(e) = st.embryos.get_mut(&key) {
             e.engine.stage_verified(stack, src, frame);
+            st.touched.push(key);
             return;
         }
         if let Some((weak, _)) = st.handed.get(&key) {
@@ -297,9 +340,14 @@ impl ListenerShared {
             }
         }
         if flags.is_syn_only() {
-            if st.embryos.len() + st.ready.len() >= self.backlog {
+            if st.ready.len() >= self.backlog {
+                // The accept queue is full: the application is not keeping up, and
+                // answering would only make more connections it cannot take.
                 account.record_drop(DropReason::BacklogFull);
                 return;
+            }
+            if st.embryos.len() >= self.syn_backlog && st.evict_oldest() {
+                self.syn_evictions.fetch_add(1, Ordering::Relaxed);
             }
             let mut engine = stack.new_engine();
             let mut socket = tcp_socket(stack);
@@ -311,8 +359,14 @@ impl ListenerShared {
             let _ = socket.listen(local);
             let handle = engine.sockets.add(socket);
             engine.stage_verified(stack, src, frame);
+            // Answer at once (not at the end of the batch): a handshake evicted by a
+            // later SYN of the same batch has still sent its SYN-ACK. A SYN smoltcp did
+            // not accept leaves the socket listening; the next sweep removes it.
+            engine.egress(stack, &self.channel, account);
             let remote = SocketAddrV4::new(src, key.sport);
             let deadline = Instant::now() + stack.cfg.syn_timeout;
+            let seq = st.next_seq;
+            st.next_seq += 1;
             st.embryos.insert(
                 key,
                 Embryo {
@@ -320,30 +374,46 @@ impl ListenerShared {
                     handle,
                     deadline,
                     remote,
+                    seq,
                 },
             );
+            st.order.push_back((seq, key));
         } else {
             // Not part of any connection we know: smoltcp answers with a RST.
             st.rst.stage_verified(stack, src, frame);
         }
     }
 
-    /// Run every handshake in progress; promote, expire. The caller measures the CPU time.
+    /// Run the handshakes that received frames (all of them, every [`SWEEP_INTERVAL`],
+    /// for their timers); promote, expire. The caller measures the CPU time.
     fn drive(&self, st: &mut ListenerState, account: &Account) {
         let stack = &self.stack;
         let now = Instant::now();
         let mut promote = Vec::new();
         let mut dead = Vec::new();
-        for (key, e) in st.embryos.iter_mut() {
+        let mut touched = std::mem::take(&mut st.touched);
+        if now.duration_since(st.last_sweep) >= SWEEP_INTERVAL {
+            st.last_sweep = now;
+            touched.clear();
+            touched.extend(st.embryos.keys().copied());
+        } else {
+            touched.sort_unstable();
+            touched.dedup();
+        }
+        for key in touched.drain(..) {
+            let Some(e) = st.embryos.get_mut(&key) else {
+                continue;
+            };
             e.engine.egress(stack, &self.channel, account);
             let state = e.engine.sockets.get_mut::<tcp::Socket>(e.handle).state();
             match state {
                 State::SynReceived if now < e.deadline => {}
-                State::Established | State::CloseWait => promote.push(*key),
+                State::Established | State::CloseWait => promote.push(key),
                 // Listen again (a RST), closed, or out of time.
-                _ => dead.push(*key),
+                _ => dead.push(key),
             }
         }
+        st.touched = touched;
         for key in dead {
             if let Some(mut e) = st.embryos.remove(&key) {
                 e.engine.sockets.get_mut::<tcp::Socket>(e.handle).abort();
@@ -351,6 +421,12 @@ impl ListenerShared {
             }
         }
         for key in promote {
+            if st.ready.len() >= self.backlog {
+                // No room in the accept queue: the connection stays a handshake (its
+                // frames are still answered) until `accept` makes room.
+                st.touched.push(key);
+                continue;
+            }
             let Some(mut e) = st.embryos.remove(&key) else {
                 continue;
             };
@@ -376,9 +452,35 @@ impl ListenerShared {
                 }
             }
         }
+        st.compact_order();
         st.rst.egress(stack, &self.channel, account);
         st.handed
             .retain(|_, (w, t)| w.strong_count() > 0 && now.duration_since(*t) < HANDOFF_GRACE);
+    }
+}
+
+impl ListenerState {
+    /// Drop the oldest handshake in progress, silently (no RST: under a flood its peer
+    /// is most likely spoofed, and a real one retransmits its SYN). Returns whether
+    /// there was one.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some((seq, key)) = self.order.pop_front() {
+            if self.embryos.get(&key).is_some_and(|e| e.seq == seq) {
+                self.embryos.remove(&key);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Forget the order entries of handshakes that are gone, once they outnumber the
+    /// live ones: the order queue stays within twice the SYN queue (plus a constant).
+    fn compact_order(&mut self) {
+        if self.order.len() > 2 * self.embryos.len() + LISTENER_BATCH {
+            let embryos = &self.embryos;
+            self.order
+                .retain(|(seq, key)| embryos.get(key).is_some_and(|e| e.seq == *seq));
+        }
     }
 }
 
