@@ -210,7 +210,7 @@ fn main() -> ExitCode {
                     duration: seconds.map(Duration::from_secs_f64),
                     ..RunOptions::default()
                 };
-                match run::run(&c, &options, run::stop_on_signals()) {
+                match run::run(&c, &options, &run::stop_on_signals()) {
                     Ok(_) => ExitCode::SUCCESS,
                     Err(e) => {
                         eprintln!("lrp-director run: {}: {e}", config.display());

@@ -40,7 +40,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use lrp_net::stack::{Stack, StackConfig};
@@ -136,27 +136,18 @@ struct Checked {
     added: bool,
 }
 
-/// The stop flag that SIGINT and SIGTERM set (installed by [`stop_on_signals`]).
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    // Only an atomic store: async-signal-safe.
-    STOP.store(true, Ordering::Relaxed);
-}
-
-/// Install SIGINT and SIGTERM handlers that set the returned flag (and do nothing else),
-/// for [`run`]'s `stop`.
-pub fn stop_on_signals() -> &'static AtomicBool {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        let handler: extern "C" fn(libc::c_int) = on_signal;
-        // SAFETY: `on_signal` is an `extern "C"` function that only stores to a static
-        // atomic, which is async-signal-safe; replacing the disposition of SIGINT and
-        // SIGTERM affects no memory of this program.
-        unsafe {
-            libc::signal(sig, handler as libc::sighandler_t);
+/// A stop flag that SIGINT and SIGTERM set (and nothing else), for [`run`]'s `stop`.
+/// Registered with `signal-hook`, which keeps the handler async-signal-safe (an atomic
+/// store). If registration fails the flag is still returned: `--seconds` then bounds the
+/// run, and the error is reported on stderr.
+pub fn stop_on_signals() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&stop)) {
+            eprintln!("lrp-director: cannot handle signal {sig}: {e}");
         }
     }
-    &STOP
+    stop
 }
 
 /// The connection-table configuration of `[table]`.
