@@ -586,8 +586,17 @@ fn unreadable_and_non_utf8_files_exit_2() {
 #[test]
 fn unimplemented_subcommands_say_so_with_status_1() {
     let out = Command::new(env!("CARGO_BIN_EXE_lrp-director"))
+        .args(["remove-service", "--service", "web"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented yet"));
+    // A control command without a director: status 1, naming the socket.
+    let out = Command::new(env!("CARGO_BIN_EXE_lrp-director"))
         .args([
             "set-weight",
+            "--socket",
+            "/nonexistent/lrp-director.sock",
             "--service",
             "web",
             "--addr",
@@ -598,8 +607,7 @@ fn unimplemented_subcommands_say_so_with_status_1() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("not implemented yet: the control socket comes next"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/lrp-director.sock"));
     // A bad configuration is still a configuration error for `run`.
     let file = scratch_dir().join("run-bad.toml");
     std::fs::write(&file, "[director]\n").unwrap();

@@ -18,8 +18,11 @@
 //! its TX checksum offload off (`ethtool -K .. tx off`), as `lrp_net::testnet` does.
 //!
 //! NAT with `rr`: 6 curls are answered by servers 1, 2, 3, 1, 2, 3 (each nginx names
-//! itself); `wrk -t1 -c8 -d5s` then runs without a single error; the director's final
-//! statistics show connections and packets on all three servers.
+//! itself); `lrp-director stats` over the control socket then lists the service and
+//! its three servers with connections; `lrp-director set-weight` to 0 drains server 1
+//! (6 curls answered by servers 2 and 3 only), back to 1 it answers again; bad control
+//! commands exit 1; `wrk -t1 -c8 -d5s` then runs without a single error; the
+//! director's final statistics show connections and packets on all three servers.
 //!
 //! DR with `rr`: the servers hold the VIP on `lo` (`arp_ignore=1`, `arp_announce=2`)
 //! and answer the client directly; 6 curls are answered by servers 1, 2, 3, 1, 2, 3 and
@@ -329,17 +332,19 @@ fn stats_line_is_parsed() {
 
 /// The director's configuration for `topo`: one NAT (or DR) service on the VIP `.50`
 /// with `rr` over the three servers, TCP health checks every second.
-fn director_config(topo: &Topology, mode: &str, rx: &str) -> String {
+fn director_config(topo: &Topology, mode: &str, rx: &str, control: &Path) -> String {
     let servers: String = (1..=3)
         .map(|k| format!("\n[[service.server]]\naddr = \"{}\"\n", topo.addr(10 + k)))
         .collect();
     format!(
-        "[director]\nclient_iface = \"eth0\"\naddress = \"{}/24\"\nmode = \"{rx}\"\n\n\
+        "[director]\nclient_iface = \"eth0\"\naddress = \"{}/24\"\nmode = \"{rx}\"\n\
+         control_socket = \"{}\"\n\n\
          [table]\nmax_entries = 65536\nmax_half_open = 16384\n\n\
          [health]\ncheck = \"tcp\"\ninterval = 1\ntimeout = 1\n\n\
          [[service]]\nname = \"web\"\nvip = \"{}\"\nport = 80\nscheduler = \"rr\"\n\
          mode = \"{mode}\"\n{servers}",
         topo.addr(1),
+        control.display(),
         topo.addr(50),
     )
 }
@@ -382,7 +387,8 @@ fn dr_one_armed_rr_curl() {
         servers.push(nginx(ns, &vip, k + 1, dir.path()));
     }
     let config = dir.path().join("director.toml");
-    std::fs::write(&config, director_config(&topo, "dr", "ni")).unwrap();
+    let socket = dir.path().join("control.sock");
+    std::fs::write(&config, director_config(&topo, "dr", "ni", &socket)).unwrap();
     let config = config.display().to_string();
     let mut director = Background::start(
         &topo.director,
@@ -436,7 +442,8 @@ fn nat_one_armed_rr_curl_and_wrk() {
         servers.push(nginx(ns, &topo.addr(11 + k as u8), k + 1, dir.path()));
     }
     let config = dir.path().join("director.toml");
-    std::fs::write(&config, director_config(&topo, "nat", "ni")).unwrap();
+    let socket = dir.path().join("control.sock");
+    std::fs::write(&config, director_config(&topo, "nat", "ni", &socket)).unwrap();
     let config = config.display().to_string();
     let mut director = Background::start(
         &topo.director,
@@ -453,6 +460,8 @@ fn nat_one_armed_rr_curl_and_wrk() {
         .map(|k| format!("server {k}"))
         .collect();
     assert_eq!(seen, expected, "rr order over the three servers");
+
+    control_socket_stats_and_set_weight(&topo, &socket, &url);
 
     let out = exec(&topo.client, "wrk", &["-t1", "-c8", "-d5s", &url]);
     let out = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -483,4 +492,134 @@ fn nat_one_armed_rr_curl_and_wrk() {
             .any(|l| l.starts_with("health") && l.contains("down")),
         "no server may go down: {lines:?}"
     );
+    assert!(!socket.exists(), "the control socket is removed on exit");
+}
+
+/// `lrp-director` with `args`, in the director's namespace: (exit code, stdout, stderr).
+fn control(topo: &Topology, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &topo.director])
+        .arg(env!("CARGO_BIN_EXE_lrp-director"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Per server line (`  -> ADDR WEIGHT ACTIVE INACTIVE IN OUT`) of the `stats` table:
+/// (address, weight, active + inactive connections, packets in).
+fn parse_table(table: &str) -> Vec<(String, u64, u64, u64)> {
+    table
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.strip_prefix("  -> ")?.split_whitespace().collect();
+            let n = |i: usize| w.get(i)?.parse::<u64>().ok();
+            Some((w.first()?.to_string(), n(1)?, n(2)? + n(3)?, n(4)?))
+        })
+        .collect()
+}
+
+/// After the rr curls: `stats` lists the service and its servers with connections;
+/// weight 0 drains server 1, weight 1 brings it back; bad commands exit 1.
+fn control_socket_stats_and_set_weight(topo: &Topology, socket: &Path, url: &str) {
+    let socket = socket.display().to_string();
+    let (code, table, err) = control(topo, &["stats", "--socket", &socket]);
+    eprintln!("lrp-director stats:\n{table}{err}");
+    assert_eq!(code, Some(0), "{err}");
+    let vip = format!("{}:80", topo.addr(50));
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("TCP ") && l.contains(&vip) && l.contains(" rr ")),
+        "service line: {table}"
+    );
+    let rows = parse_table(&table);
+    assert_eq!(rows.len(), 3, "{table}");
+    for (k, (addr, weight, conns, packets)) in rows.iter().enumerate() {
+        assert_eq!(addr, &format!("{}:80", topo.addr(11 + k as u8)), "{table}");
+        assert_eq!(*weight, 1, "{table}");
+        assert!(*conns > 0 && *packets > 0, "{addr}: {table}");
+    }
+    let (code, json, err) = control(topo, &["stats", "--socket", &socket, "--json"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        json.contains("\"ok\":true") && json.contains("\"name\":\"web\""),
+        "{json}"
+    );
+
+    let server1 = format!("{}:80", topo.addr(11));
+    let set_weight = |w: &str| {
+        let args = [
+            "set-weight",
+            "--socket",
+            &socket,
+            "--service",
+            "web",
+            "--server",
+            &server1,
+            "--weight",
+            w,
+        ];
+        let (code, out, err) = control(topo, &args);
+        assert_eq!(code, Some(0), "set-weight {w}: {out}{err}");
+    };
+    set_weight("0");
+    let (_, table, _) = control(topo, &["stats", "--socket", &socket]);
+    assert_eq!(parse_table(&table)[0].1, 0, "{table}");
+    let seen: Vec<String> = (0..6).map(|_| curl(topo, url)).collect();
+    eprintln!("curl answers with server 1 at weight 0: {seen:?}");
+    assert!(
+        seen.iter().all(|s| s == "server 2" || s == "server 3"),
+        "weight 0 drains server 1: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|s| s == "server 2") && seen.iter().any(|s| s == "server 3"),
+        "{seen:?}"
+    );
+    set_weight("1");
+    let seen: Vec<String> = (0..6).map(|_| curl(topo, url)).collect();
+    eprintln!("curl answers with server 1 back at weight 1: {seen:?}");
+    assert!(seen.iter().any(|s| s == "server 1"), "{seen:?}");
+
+    // Failed commands: exit 1 with the reason.
+    let (code, _, err) = control(
+        topo,
+        &[
+            "set-weight",
+            "--socket",
+            &socket,
+            "--service",
+            "nope",
+            "--server",
+            &server1,
+            "--weight",
+            "1",
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("unknown service \"nope\""), "{err}");
+    let (code, _, err) = control(
+        topo,
+        &[
+            "set-weight",
+            "--socket",
+            &socket,
+            "--service",
+            "web",
+            "--server",
+            &format!("{}:80", topo.addr(99)),
+            "--weight",
+            "1",
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no real server"), "{err}");
+    let (code, _, err) = control(topo, &["stats", "--socket", "/nonexistent/lrp.sock"]);
+    assert_eq!(code, Some(1), "{err}");
+    let (code, _, _) = control(topo, &["set-weight", "--socket", &socket, "--weight", "1"]);
+    assert_eq!(code, Some(2), "missing arguments are clap's status 2");
 }

@@ -9,11 +9,13 @@
 //! on stdout (see `lrp_examples::director::run`). A configuration that cannot run exits
 //! with status 2, a system failure (the interface cannot be opened) with status 1.
 //!
-//! The control commands that talk to a running director over its Unix control socket
-//! have their arguments defined but are not implemented yet: they say so and exit with
-//! status 1.
+//! `stats`, `set-weight`, `add-server` and `remove-server` talk to a running director
+//! over its Unix control socket (`--socket`, see `lrp_examples::director::control`):
+//! exit 0 on success, 1 with the director's error message (or the socket's) on failure,
+//! 2 on bad arguments. `add-service` and `remove-service` are not implemented yet: they
+//! say so and exit with status 1.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -22,16 +24,18 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use lrp_examples::director::config::{
     Config, ConfigErrors, ForwardMode, SchedulerKind, DEFAULT_CONTROL_SOCKET,
 };
+use lrp_examples::director::control;
 use lrp_examples::director::run::{self, RunOptions};
+use serde_json::{json, Value};
 use smoltcp::wire::EthernetAddress;
 
 /// What the unimplemented subcommands say.
-const NOT_YET: &str = "not implemented yet: the control socket comes next";
+const NOT_YET: &str = "not implemented yet: services come from the configuration for now";
 
 /// The LVS-style L4 load-balancing director on lrp.
 ///
-/// Configuration errors exit with status 2, command-line errors too (clap); the
-/// subcommands that are not implemented yet exit with status 1.
+/// Configuration errors exit with status 2, command-line errors too (clap); a failed
+/// control command, and the subcommands that are not implemented yet, with status 1.
 #[derive(Debug, Parser)]
 #[command(name = "lrp-director", version)]
 struct Cli {
@@ -61,18 +65,24 @@ enum Command {
         /// Stop after this many seconds (default: run until SIGINT or SIGTERM)
         #[arg(long, value_name = "N", value_parser = positive_seconds)]
         seconds: Option<f64>,
+        /// The control socket's path (default: the configuration's control_socket)
+        #[arg(long, value_name = "PATH")]
+        control_socket: Option<PathBuf>,
     },
-    /// Print a running director's statistics per service and real server (not
-    /// implemented yet: the control socket comes next)
+    /// Print a running director's statistics per service and real server, like
+    /// `ipvsadm -Ln --stats`
     Stats {
         #[command(flatten)]
         control: ControlOpts,
         /// Only this service
         #[arg(long, value_name = "NAME")]
         service: Option<String>,
+        /// Print the director's JSON response instead of the table
+        #[arg(long)]
+        json: bool,
     },
-    /// Add a virtual service to a running director (not implemented yet: the control
-    /// socket comes next)
+    /// Add a virtual service to a running director (not implemented yet: services
+    /// come from the configuration for now)
     AddService {
         #[command(flatten)]
         control: ControlOpts,
@@ -98,8 +108,8 @@ enum Command {
         #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..))]
         persistence: Option<u32>,
     },
-    /// Remove a virtual service from a running director (not implemented yet: the control
-    /// socket comes next)
+    /// Remove a virtual service from a running director (not implemented yet: services
+    /// come from the configuration for now)
     RemoveService {
         #[command(flatten)]
         control: ControlOpts,
@@ -107,8 +117,7 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         service: String,
     },
-    /// Add a real server to a service of a running director (not implemented yet: the
-    /// control socket comes next)
+    /// Add a real server to a service of a running director
     AddServer {
         #[command(flatten)]
         control: ControlOpts,
@@ -123,15 +132,14 @@ enum Command {
         mac: Option<EthernetAddress>,
     },
     /// Remove a real server from a service of a running director; its connections are
-    /// dropped (not implemented yet: the control socket comes next)
+    /// dropped
     RemoveServer {
         #[command(flatten)]
         control: ControlOpts,
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Change a real server's weight in a running director; 0 drains it (not
-    /// implemented yet: the control socket comes next)
+    /// Change a real server's weight in a running director; 0 drains it
     SetWeight {
         #[command(flatten)]
         control: ControlOpts,
@@ -158,11 +166,34 @@ struct ServerArgs {
     #[arg(long, value_name = "NAME")]
     service: String,
     /// The real server's address
-    #[arg(long, value_name = "ADDR")]
-    addr: IpAddr,
+    #[arg(long, value_name = "ADDR", required_unless_present = "server")]
+    addr: Option<IpAddr>,
     /// The real server's port (default: the service's)
     #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     port: Option<u16>,
+    /// The real server as ADDR:PORT (instead of --addr and --port)
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with_all = ["addr", "port"])]
+    server: Option<SocketAddr>,
+}
+
+impl ServerArgs {
+    /// The address and port (`None`: the service's).
+    fn addr_port(&self) -> (IpAddr, Option<u16>) {
+        match (self.server, self.addr) {
+            (Some(s), _) => (s.ip(), Some(s.port())),
+            (None, Some(a)) => (a, self.port),
+            // clap requires one of them.
+            (None, None) => (IpAddr::from([0, 0, 0, 0]), self.port),
+        }
+    }
+
+    /// `ADDR:PORT`, or `ADDR` (the director adds the service's port).
+    fn server_string(&self) -> String {
+        match self.addr_port() {
+            (ip, Some(port)) => SocketAddr::new(ip, port).to_string(),
+            (ip, None) => ip.to_string(),
+        }
+    }
 }
 
 /// Transport protocol on the command line.
@@ -203,11 +234,13 @@ fn main() -> ExitCode {
             config,
             stats_interval,
             seconds,
+            control_socket,
         } => match load(&config) {
             Ok(c) => {
                 let options = RunOptions {
                     stats_interval: Duration::from_secs_f64(stats_interval),
                     duration: seconds.map(Duration::from_secs_f64),
+                    control_socket,
                     ..RunOptions::default()
                 };
                 match run::run(&c, &options, &run::stop_on_signals()) {
@@ -220,13 +253,154 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
-        Command::Stats { .. } => not_yet("stats"),
+        Command::Stats {
+            control,
+            service,
+            json,
+        } => command(
+            "stats",
+            &control,
+            &json!({ "command": "stats", "service": service }),
+            |v| {
+                if json {
+                    println!("{v}");
+                } else {
+                    print!("{}", stats_table(v));
+                }
+            },
+        ),
         Command::AddService { .. } => not_yet("add-service"),
         Command::RemoveService { .. } => not_yet("remove-service"),
-        Command::AddServer { .. } => not_yet("add-server"),
-        Command::RemoveServer { .. } => not_yet("remove-server"),
-        Command::SetWeight { .. } => not_yet("set-weight"),
+        Command::AddServer {
+            control,
+            server,
+            weight,
+            mac,
+        } => {
+            let (addr, port) = server.addr_port();
+            command(
+                "add-server",
+                &control,
+                &json!({
+                    "command": "add-server",
+                    "service": server.service,
+                    "addr": addr,
+                    "port": port,
+                    "weight": weight,
+                    "mac": mac.map(|m| m.to_string()),
+                }),
+                |v| {
+                    println!(
+                        "{}: server {} added, weight {}",
+                        v["service"], v["server"], v["weight"]
+                    )
+                },
+            )
+        }
+        Command::RemoveServer { control, server } => {
+            let (addr, port) = server.addr_port();
+            command(
+                "remove-server",
+                &control,
+                &json!({
+                    "command": "remove-server",
+                    "service": server.service,
+                    "addr": addr,
+                    "port": port,
+                }),
+                |v| println!("{}: server {} removed", v["service"], v["server"]),
+            )
+        }
+        Command::SetWeight {
+            control,
+            server,
+            weight,
+        } => command(
+            "set-weight",
+            &control,
+            &json!({
+                "command": "set-weight",
+                "service": server.service,
+                "server": server.server_string(),
+                "weight": weight,
+            }),
+            |v| {
+                println!(
+                    "{}: server {} weight {}",
+                    v["service"], v["server"], v["weight"]
+                )
+            },
+        ),
     }
+}
+
+/// Send `request` to the director; on success hand the response to `print` (exit 0),
+/// else print the error (exit 1).
+fn command(
+    name: &str,
+    control: &ControlOpts,
+    request: &Value,
+    print: impl FnOnce(&Value),
+) -> ExitCode {
+    match control::request(&control.socket, request) {
+        Ok(v) if v["ok"] == Value::Bool(true) => {
+            print(&v);
+            ExitCode::SUCCESS
+        }
+        Ok(v) => {
+            let msg = v["error"]
+                .as_str()
+                .map_or_else(|| v.to_string(), str::to_owned);
+            eprintln!("lrp-director {name}: {msg}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("lrp-director {name}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The `stats` response as an `ipvsadm -Ln --stats`-like table: a service line
+/// (protocol, VIP:port, scheduler, mode, connections, CPU) and a line per real server
+/// (address, weight, active and inactive connections, packets in and out).
+fn stats_table(v: &Value) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Prot LocalAddress:Port Scheduler Mode Name Conns CPU\n  -> RemoteAddress:Port{:>9}{:>11}{:>10}{:>12}{:>12}",
+        "Weight", "ActiveConn", "InActConn", "InPkts", "OutPkts"
+    );
+    let empty = Vec::new();
+    for s in v["services"].as_array().unwrap_or(&empty) {
+        let text = |k: &str| s[k].as_str().unwrap_or("?").to_owned();
+        let num = |x: &Value, k: &str| x[k].as_u64().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "{} {} {} {} {} conns {} cpu {:.0}us",
+            text("proto").to_uppercase(),
+            text("vip"),
+            text("scheduler"),
+            text("mode"),
+            text("name"),
+            num(s, "connections"),
+            num(s, "cpu_ns") as f64 / 1e3,
+        );
+        for r in s["servers"].as_array().unwrap_or(&empty) {
+            let _ = writeln!(
+                out,
+                "  -> {:<18}{:>9}{:>11}{:>10}{:>12}{:>12}",
+                r["addr"].as_str().unwrap_or("?"),
+                num(r, "weight"),
+                num(r, "active"),
+                num(r, "inactive"),
+                num(r, "packets"),
+                num(r, "reply_packets"),
+            );
+        }
+    }
+    out
 }
 
 /// Load and check `path`; on errors print them all on stderr and give exit status 2.
@@ -348,8 +522,10 @@ mod tests {
         for sub in cli.get_subcommands_mut() {
             let name = sub.get_name().to_owned();
             let help = sub.render_long_help().to_string();
-            if !matches!(name.as_str(), "check" | "run" | "help") {
+            if matches!(name.as_str(), "add-service" | "remove-service") {
                 assert!(help.contains("not implemented yet"), "{name}:\n{help}");
+            } else {
+                assert!(!help.contains("not implemented yet"), "{name}:\n{help}");
             }
         }
     }
@@ -385,7 +561,7 @@ mod tests {
                 assert_eq!(control.socket, Path::new(DEFAULT_CONTROL_SOCKET));
                 assert_eq!(server.service, "web");
                 assert_eq!(
-                    (server.addr, server.port),
+                    server.addr_port(),
                     ("10.0.0.5".parse().unwrap(), Some(8080))
                 );
                 assert_eq!(weight, 0);

@@ -70,8 +70,9 @@
 //!
 //! ## What does not exist yet
 //!
-//! * The runtime control subcommands (`stats`, `add-server`, `set-weight`, ...) say
-//!   they are not implemented yet: the control socket is the next step.
+//! * Over the control socket ([`control`]): `stats`, `set-weight`, `add-server` and
+//!   `remove-server` work; `add-service` and `remove-service` say they are not
+//!   implemented yet.
 //! * `run` is one-armed and IPv4 only (`server_iface` and IPv6 services are refused).
 //! * No TUN (IP-in-IP) mode, no forwarding of ICMP errors or non-first IP fragments of
 //!   VIP flows (they go to the kernel).
@@ -84,6 +85,7 @@
 
 pub mod config;
 pub mod conntrack;
+pub mod control;
 pub mod forward;
 pub mod health;
 pub mod maglev;

@@ -32,13 +32,21 @@
 //!    ([`stats_line`]) goes to stdout. It ends when the stop flag is set (SIGINT or
 //!    SIGTERM, see [`stop_on_signals`]) or after [`RunOptions::duration`].
 //!
+//! 8. **The control socket**: a [`ControlSocket`] on `[director] control_socket` (or
+//!    [`RunOptions::control_socket`]); the loop applies its requests between two poll
+//!    rounds: `stats`, `set-weight`, `add-server`,
+//!    `remove-server`. A weight set there replaces the configured one for the health
+//!    checks too (a server that is down keeps weight 0 until it is up again); a server
+//!    added there that is not in the configuration is not health-checked.
+//!
 //! Limits: one-armed only (`server_iface` is refused), IPv4 only (the lrp stack is
-//! IPv4), no control socket yet.
+//! IPv4).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -47,8 +55,9 @@ use lrp_net::stack::{Stack, StackConfig};
 use lrp_net::{Nic, NicConfig};
 use smoltcp::wire::EthernetAddress;
 
-use super::config::{Config, ServiceConfig, TableConfig, TableLimit};
+use super::config::{Config, ServiceConfig, TableConfig, TableLimit, MAX_WEIGHT};
 use super::conntrack::{ConnTableConfig, Timeouts};
+use super::control::{parse_server, ControlSocket, Request};
 use super::forward::{Director, ForwardError, ServerSpec, ServiceSpec, ServiceStats};
 use super::health::{Checker, CheckerOptions, HealthEvent, Target, Transition};
 
@@ -68,6 +77,8 @@ pub struct RunOptions {
     pub duration: Option<Duration>,
     /// How long MACs of real servers are looked for by ARP before the services start.
     pub resolve_timeout: Duration,
+    /// The control socket's path instead of the configuration's `control_socket`.
+    pub control_socket: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -76,6 +87,7 @@ impl Default for RunOptions {
             stats_interval: Duration::from_secs(1),
             duration: None,
             resolve_timeout: Duration::from_secs(3),
+            control_socket: None,
         }
     }
 }
@@ -109,6 +121,14 @@ pub enum RunError {
         /// Why.
         source: ForwardError,
     },
+    /// The control socket could not be opened.
+    #[error("control socket {path}: {source}")]
+    Control {
+        /// Its path.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
     /// The health checker's threads could not start, or stdout failed.
     #[error("{0}")]
     Io(#[from] io::Error),
@@ -134,6 +154,8 @@ struct Checked {
     up: bool,
     /// Whether it is in its service (its MAC is known).
     added: bool,
+    /// Whether it was removed over the control socket (and not added back).
+    removed: bool,
 }
 
 /// A stop flag that SIGINT and SIGTERM set (and nothing else), for [`run`]'s `stop`.
@@ -279,9 +301,18 @@ pub fn run(
                 weight: s.weight,
                 up: true,
                 added,
+                removed: false,
             });
         }
     }
+    let control_path = options
+        .control_socket
+        .clone()
+        .unwrap_or_else(|| d.control_socket.clone());
+    let control = ControlSocket::bind(&control_path).map_err(|source| RunError::Control {
+        path: control_path.clone(),
+        source,
+    })?;
     let (events_tx, events) = mpsc::channel();
     let checker = Checker::new(
         stack.clone(),
@@ -292,12 +323,13 @@ pub fn run(
         },
     )?;
     eprintln!(
-        "lrp-director: running on {} ({}, queue {}) at {address}: {} services, {} real servers; ready",
+        "lrp-director: running on {} ({}, queue {}) at {address}: {} services, {} real servers, control socket {}; ready",
         d.client_iface,
         d.mode,
         d.queue,
         config.services.len(),
-        config.server_count()
+        config.server_count(),
+        control_path.display()
     );
 
     let start = Instant::now();
@@ -321,12 +353,25 @@ pub fn run(
         while let Ok(event) = events.try_recv() {
             apply(&mut director, config, &mut checked, &event);
         }
+        while let Some(pending) = control.try_recv() {
+            learn(&stack, config, &mut macs);
+            let result = handle_request(
+                &mut director,
+                config,
+                &mut checked,
+                &stack,
+                &macs,
+                &pending.request,
+            );
+            pending.answer(result);
+        }
         if Instant::now() >= next_stats {
             next_stats += options.stats_interval;
             add_resolved(&mut director, config, &mut checked, &stack, &mut macs);
             print_stats(&director)?;
         }
     }
+    drop(control);
     drop(checker);
     print_stats(&director)?;
     eprintln!("lrp-director: stopped");
@@ -356,7 +401,7 @@ fn apply(director: &mut Director, config: &Config, checked: &mut [Checked], e: &
         if c.up { "up" } else { "down" },
         e.result
     );
-    if c.added {
+    if c.added && !c.removed {
         if let Some(s) = director.service_mut(&service.name) {
             if let Err(err) = s.set_weight(c.addr, weight) {
                 println!("lrp-director: {}: {}: {err}", service.name, c.addr);
@@ -377,7 +422,7 @@ fn add_resolved(
         return;
     }
     learn(stack, config, macs);
-    for c in checked.iter_mut().filter(|c| !c.added) {
+    for c in checked.iter_mut().filter(|c| !c.added && !c.removed) {
         let Some(&mac) = macs.get(&c.addr.ip()) else {
             continue;
         };
@@ -444,6 +489,147 @@ fn learn(stack: &Stack, config: &Config, macs: &mut HashMap<IpAddr, EthernetAddr
         });
         if let Some(mac) = mac {
             macs.insert(s.addr, mac);
+        }
+    }
+}
+
+/// Apply a control request to the engine (see [`super::control`]); the response's
+/// fields, or an error naming what was wrong.
+fn handle_request(
+    director: &mut Director,
+    config: &Config,
+    checked: &mut [Checked],
+    stack: &Stack,
+    macs: &HashMap<IpAddr, EthernetAddress>,
+    request: &Request,
+) -> Result<serde_json::Value, String> {
+    use serde_json::{json, Value};
+    let check_service = |director: &mut Director, name: &str| -> Result<usize, String> {
+        director
+            .services()
+            .position(|s| s.name() == name)
+            .ok_or_else(|| format!("unknown service {name:?}"))
+    };
+    let weight_of = |w: u64| -> Result<u32, String> {
+        u32::try_from(w)
+            .ok()
+            .filter(|w| *w <= MAX_WEIGHT)
+            .ok_or_else(|| format!("bad weight {w}: out of range 0..={MAX_WEIGHT}"))
+    };
+    let checked_of = |checked: &mut [Checked], service: &str, addr: SocketAddr| {
+        let i = config.services.iter().position(|s| s.name == service);
+        checked
+            .iter_mut()
+            .position(|c| Some(c.service) == i && c.addr == addr)
+    };
+    match request {
+        Request::Stats { service } => {
+            if let Some(name) = service {
+                check_service(director, name)?;
+            }
+            let mut services = Vec::new();
+            for s in director.services() {
+                if service.as_ref().is_some_and(|n| n != s.name()) {
+                    continue;
+                }
+                let mut v = serde_json::to_value(s.stats()).map_err(|e| e.to_string())?;
+                let scheduler = config
+                    .services
+                    .iter()
+                    .find(|c| c.name == s.name())
+                    .map_or("?", |c| c.scheduler.name());
+                if let Value::Object(map) = &mut v {
+                    map.insert("scheduler".into(), scheduler.into());
+                }
+                services.push(v);
+            }
+            Ok(json!({ "services": services }))
+        }
+        Request::SetWeight {
+            service,
+            server,
+            weight,
+        } => {
+            let _ = check_service(director, service)?;
+            let weight = weight_of(*weight)?;
+            let s = director.service_mut(service).ok_or("unknown service")?;
+            let addr = parse_server(server, s.vip().port())?;
+            if s.server_id(addr).is_none() {
+                return Err(format!("service {service:?} has no real server {addr}"));
+            }
+            // A server that the health checks say is down keeps weight 0 until it is up.
+            let c = checked_of(checked, service, addr);
+            let effective = match c.map(|i| &mut checked[i]) {
+                Some(c) => {
+                    c.weight = weight;
+                    if c.up {
+                        weight
+                    } else {
+                        0
+                    }
+                }
+                None => weight,
+            };
+            s.set_weight(addr, effective).map_err(|e| e.to_string())?;
+            Ok(json!({ "service": service, "server": addr.to_string(), "weight": effective }))
+        }
+        Request::AddServer {
+            service,
+            addr,
+            port,
+            weight,
+            mac,
+        } => {
+            let _ = check_service(director, service)?;
+            let weight = weight_of(weight.unwrap_or(1))?;
+            let mac = match mac {
+                Some(m) => Some(
+                    m.trim()
+                        .parse::<EthernetAddress>()
+                        .map_err(|()| format!("bad MAC {m:?} (expected xx:xx:xx:xx:xx:xx)"))?,
+                ),
+                None => macs.get(addr).copied().or_else(|| {
+                    stack
+                        .neighbors()
+                        .iter()
+                        .find(|(ip, _)| IpAddr::V4(*ip) == *addr)
+                        .map(|&(_, mac)| mac)
+                }),
+            };
+            let s = director.service_mut(service).ok_or("unknown service")?;
+            let addr = SocketAddr::new(*addr, port.unwrap_or(s.vip().port()));
+            let Some(mac) = mac else {
+                return Err(format!(
+                    "no MAC known for {addr} (the director has not seen it answer ARP): give \"mac\""
+                ));
+            };
+            s.add_server(ServerSpec::new(addr, mac).weight(weight))
+                .map_err(|e| e.to_string())?;
+            if let Some(i) = checked_of(checked, service, addr) {
+                let c = &mut checked[i];
+                (c.added, c.removed, c.weight) = (true, false, weight);
+                if !c.up {
+                    let _ = s.set_weight(addr, 0);
+                }
+            }
+            println!("lrp-director: {service}: server {addr} at {mac} added (control)");
+            Ok(json!({ "service": service, "server": addr.to_string(), "weight": weight }))
+        }
+        Request::RemoveServer {
+            service,
+            addr,
+            port,
+        } => {
+            let _ = check_service(director, service)?;
+            let s = director.service_mut(service).ok_or("unknown service")?;
+            let addr = SocketAddr::new(*addr, port.unwrap_or(s.vip().port()));
+            s.remove_server(addr)
+                .map_err(|e| format!("service {service:?}: {e}"))?;
+            if let Some(i) = checked_of(checked, service, addr) {
+                checked[i].removed = true;
+            }
+            println!("lrp-director: {service}: server {addr} removed (control)");
+            Ok(json!({ "service": service, "server": addr.to_string() }))
         }
     }
 }
