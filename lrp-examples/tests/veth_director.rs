@@ -349,6 +349,31 @@ fn director_config(topo: &Topology, mode: &str, rx: &str, control: &Path) -> Str
     )
 }
 
+/// The answers rr gives over the three servers for six requests.
+fn rr_order() -> Vec<String> {
+    [1, 2, 3, 1, 2, 3]
+        .iter()
+        .map(|k| format!("server {k}"))
+        .collect()
+}
+
+/// Stop the director with SIGTERM (it must exit cleanly); its last `stats web` line and
+/// all its output lines.
+fn stop_for_last_stats(director: &mut Background) -> (String, Vec<String>) {
+    assert!(
+        director.stop(),
+        "the director did not exit cleanly on SIGTERM"
+    );
+    let lines = director.lines();
+    let last = lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("stats web"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no stats line in {lines:?}"));
+    (last, lines)
+}
+
 /// curl the VIP from the client; the body.
 fn curl(topo: &Topology, url: &str) -> String {
     let out = exec(&topo.client, "curl", &["-s", "-m", "5", url]);
@@ -399,21 +424,10 @@ fn dr_one_armed_rr_curl() {
     let url = format!("http://{vip}/");
     let seen: Vec<String> = (0..6).map(|_| curl(&topo, &url)).collect();
     eprintln!("curl answers (DR): {seen:?}");
-    let expected: Vec<String> = [1, 2, 3, 1, 2, 3]
-        .iter()
-        .map(|k| format!("server {k}"))
-        .collect();
+    let expected = rr_order();
     assert_eq!(seen, expected, "rr order over the three servers");
-    assert!(
-        director.stop(),
-        "the director did not exit cleanly on SIGTERM"
-    );
-    let lines = director.lines();
-    let last = lines
-        .iter()
-        .rev()
-        .find(|l| l.starts_with("stats web"))
-        .unwrap_or_else(|| panic!("no stats line in {lines:?}"));
+    let (last, _) = stop_for_last_stats(&mut director);
+    let last = &last;
     assert!(
         last.contains("to-clients 0"),
         "DR replies bypass the director: {last}"
@@ -455,10 +469,7 @@ fn nat_one_armed_rr_curl_and_wrk() {
     let url = format!("http://{}/", topo.addr(50));
     let seen: Vec<String> = (0..6).map(|_| curl(&topo, &url)).collect();
     eprintln!("curl answers: {seen:?}");
-    let expected: Vec<String> = [1, 2, 3, 1, 2, 3]
-        .iter()
-        .map(|k| format!("server {k}"))
-        .collect();
+    let expected = rr_order();
     assert_eq!(seen, expected, "rr order over the three servers");
 
     control_socket_stats_and_set_weight(&topo, &socket, &url);
@@ -470,16 +481,8 @@ fn nat_one_armed_rr_curl_and_wrk() {
     assert!(requests > 100, "wrk made {requests} requests:\n{out}");
     assert!(errors.is_empty(), "wrk errors: {errors:?}\n{out}");
 
-    assert!(
-        director.stop(),
-        "the director did not exit cleanly on SIGTERM"
-    );
-    let lines = director.lines();
-    let last = lines
-        .iter()
-        .rev()
-        .find(|l| l.starts_with("stats web"))
-        .unwrap_or_else(|| panic!("no stats line in {lines:?}"));
+    let (last, lines) = stop_for_last_stats(&mut director);
+    let last = &last;
     let per_server = parse_stats(last);
     assert_eq!(per_server.len(), 3, "{last}");
     for (addr, conns, packets) in &per_server {
