@@ -597,7 +597,8 @@ fn teaching_examples_serve_linux_peers() {
             })
             .expect("a thread in the peer namespace")
             .expect("peer UDP socket");
-        assert_eq!(echoed, 5, "udp_echo example echoed");
+        // The inner loop drains every echo that is there, so it may count past 5.
+        assert!(echoed >= 5, "udp_echo example echoed {echoed} datagrams");
     }
     // tcp_hello: curl gets its greeting.
     {
