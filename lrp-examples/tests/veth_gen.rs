@@ -8,6 +8,8 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lrp_core::flow::{classify, Classification};
@@ -83,31 +85,67 @@ fn udp_blaster_delivers_its_count_to_a_linux_socket() {
     let sock = net.local().ns().udp_socket(dst).expect("local UDP socket");
     sock.set_read_timeout(Some(Duration::from_millis(500)))
         .unwrap();
-    let receiver = std::thread::spawn(move || {
-        let mut buf = [0u8; 2048];
-        let (mut got, mut sources) = (0u64, HashSet::new());
-        let end = Instant::now() + Duration::from_secs(20);
-        while got < N && Instant::now() < end {
-            if let Ok((n, from)) = sock.recv_from(&mut buf) {
-                assert_eq!(n, 64, "payload size");
-                got += 1;
-                sources.insert(from);
+    let got = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let receiver = {
+        let (got, stop) = (Arc::clone(&got), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let mut sources = HashSet::new();
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                    assert_eq!(n, 64, "payload size");
+                    got.fetch_add(1, Ordering::Relaxed);
+                    sources.insert(from);
+                }
             }
-        }
-        (got, sources.len())
-    });
+            sources.len()
+        })
+    };
     let out = gen(
         &net,
         dst,
         &["--rate", "20000", "--count", "3000", "udp", "--size", "64"],
     );
-    let (got, sources) = receiver.join().expect("receiver");
-    eprintln!("{out}kernel socket received {got} from {sources} distinct sources");
     assert!(out.contains("sent 3000 frames"), "{out}");
-    assert_eq!(
-        got, N,
-        "every datagram reached the Linux socket (valid checksums)"
+    // Every datagram arrives with valid checksums: it is either received, or dropped by
+    // the kernel for lack of socket buffer (a busy receiver thread), never as bad.
+    let counter = |name: &str| -> u64 {
+        let o = net
+            .local()
+            .ns()
+            .exec("nstat", &["-az", name])
+            .expect("nstat");
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .find_map(|l| {
+                let mut f = l.split_whitespace();
+                (f.next() == Some(name)).then(|| f.next()?.parse().ok())?
+            })
+            .unwrap_or(0)
+    };
+    let end = Instant::now() + Duration::from_secs(10);
+    while got.load(Ordering::Relaxed) + counter("UdpRcvbufErrors") < N && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sources = receiver.join().expect("receiver");
+    let (got, rcvbuf, csum) = (
+        got.load(Ordering::Relaxed),
+        counter("UdpRcvbufErrors"),
+        counter("UdpInCsumErrors"),
     );
+    eprintln!(
+        "{out}kernel socket received {got} from {sources} distinct sources; \
+         {rcvbuf} dropped for socket buffer, {csum} bad checksums"
+    );
+    assert_eq!(csum, 0, "bad checksums");
+    assert_eq!(
+        got + rcvbuf,
+        N,
+        "every datagram reached the Linux socket's host"
+    );
+    assert!(got >= N * 9 / 10, "received {got} of {N}");
     assert!(sources > 1000, "many sources: {sources}");
     // 126 addresses times 64512 ports: sources repeat rarely.
 }
